@@ -1,0 +1,1 @@
+"""Channels: one adapter module per delivery channel, registered in an explicit dict."""

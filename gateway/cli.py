@@ -1,0 +1,172 @@
+"""CLI: the `warngate` command (serve, worker, check-config, validate, hash-key, demo …)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.auth import hash_key, new_key
+from gateway.cap import decode, to_alert
+from gateway.config import load_config
+from gateway.errors import ConfigError, ProblemError
+
+__all__ = ["main"]
+
+
+def _config_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="configuration directory (default: $WARNGATE_CONFIG or ./config)",
+    )
+
+
+def _server_args(p: argparse.ArgumentParser) -> None:
+    _config_arg(p)
+    p.add_argument("--host", default=None, help="address to listen on (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=None, help="port (default 8080)")
+    p.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where the embedded Redis keeps its data when REDIS_URL is not set",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="warngate", description="Public warning dissemination gateway."
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("serve", help="run the HTTP API and the workers")
+    _server_args(p)
+
+    p = sub.add_parser("check-config", help="validate a configuration directory")
+    p.add_argument("directory", type=Path, nargs="?", default=None)
+
+    p = sub.add_parser("validate", help="check CAP 1.2 files (XML or JSON) offline")
+    p.add_argument("files", type=Path, nargs="+")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="also apply the gateway's acceptance rules (hazards, levels, areas) of this config",
+    )
+
+    p = sub.add_parser("hash-key", help="print the stored form of an API key or device token")
+    p.add_argument("key", nargs="?", help="the key; omitted: make a new random key")
+
+    p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
+    _server_args(p)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        if args.command == "serve":
+            return cmd_serve(args)
+        if args.command == "check-config":
+            return cmd_check_config(args.directory)
+        if args.command == "validate":
+            return cmd_validate(args.files, args.config)
+        if args.command == "hash-key":
+            return cmd_hash_key(args.key)
+        if args.command == "demo":
+            from gateway.demo import run_demo
+
+            return run_demo(load_config(args.config, **_overrides(args)))
+    except ConfigError as exc:
+        print("configuration problems:", file=sys.stderr)
+        for issue in exc.issues:
+            print(f"  {issue}", file=sys.stderr)
+        return 2
+    raise AssertionError(args.command)
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, object]:
+    out: dict[str, object] = {"host": args.host, "port": args.port, "data_dir": args.data_dir}
+    return {k: v for k, v in out.items() if v is not None}
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.app import create_app
+
+    config = load_config(args.config, **_overrides(args))
+    s = config.settings
+    logging.getLogger().setLevel(s.log_level)
+    app = create_app(config)
+    web.run_app(app, host=s.host, port=s.port, print=lambda m: logging.info("%s", m))
+    return 0
+
+
+def cmd_check_config(directory: Path | None) -> int:
+    config = load_config(directory)
+    d = config.directory
+    print(f"{config.settings.config_dir}: OK")
+    print(
+        f"  agencies {len(config.registry.agencies)}, operators {len(config.registry.operators)},"
+        f" hazards {len(config.hazards.by_id)}"
+    )
+    print(
+        f"  divisions {len(d.divisions)} ({len(d.units)} villages/communities),"
+        f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
+    )
+    return 0
+
+
+def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:
+    ingestor = None
+    if config_dir is not None:
+        from gateway.ingest import Ingestor
+
+        ingestor = Ingestor(load_config(config_dir), store=None)
+    bad = 0
+    for path in files:
+        problems: list[str] = []
+        try:
+            body = path.read_bytes()
+        except OSError as exc:
+            print(f"{path}: cannot read: {exc}")
+            bad += 1
+            continue
+        kind = "application/json" if body.lstrip()[:1] in (b"{", b"[") else "application/xml"
+        try:
+            decoded = decode(body, kind)
+            problems += [f"{n.loc}: {n.msg}" for n in decoded.notes]
+            alert = to_alert(decoded.data)
+            if ingestor is not None:
+                ingestor.check(alert, datetime.now(UTC), expiry=False)
+        except ProblemError as exc:
+            problems += [f"{e.loc}: {e.msg}" for e in exc.errors] or [exc.detail]
+        if problems:
+            bad += 1
+            print(f"{path}: {len(problems)} problem(s)")
+            for p in problems:
+                print(f"  {p}")
+        else:
+            print(f"{path}: OK")
+    return 1 if bad else 0
+
+
+def cmd_hash_key(key: str | None) -> int:
+    if key is None:
+        key = new_key()
+        print(f"key:  {key}")
+    print(f"hash: {hash_key(key)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,416 @@
+"""Settings: read a whole configuration directory into typed objects, or list what is wrong.
+
+Files (see docs/configuration.md):
+
+    gateway.yaml     runtime settings (gateway/settings.py)
+    agencies.yaml    issuing agencies and duty operators
+    hazards.yaml     the hazard catalogue
+    divisions.yaml   administrative divisions with population, languages, geometry
+    groups.yaml      population groups
+    endpoints.csv    loudspeakers and display screens
+    recipients.csv   SMS subscribers, app devices, messengers
+    policy.yaml      channel policy, coverage targets, escalation (optional)
+
+`load_config()` collects every problem (file, key, reason) before raising one ConfigError,
+so `warngate check-config` can print them all at once.
+"""
+
+from __future__ import annotations
+
+import csv
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from shapely.validation import explain_validity
+
+from gateway import codes
+from gateway.auth import Agency, Operator, Registry
+from gateway.codes import Tier
+from gateway.directory import (
+    Channel,
+    Directory,
+    Division,
+    Endpoint,
+    Group,
+    RecipientColumns,
+    polygon_geometry,
+)
+from gateway.errors import ConfigError, ConfigIssue
+from gateway.hazards import Hazard, HazardCatalogue
+from gateway.policy import Policy
+from gateway.settings import Settings, load_settings, read_yaml
+
+__all__ = ["Config", "check_phone", "load_config", "load_directory"]
+
+M = TypeVar("M", bound=BaseModel)
+
+_CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
+_E164 = re.compile(r"^\+[1-9]\d{7,14}$")
+_PUSH_CHANNELS = {Channel.SMS, Channel.APP, Channel.MESSENGER}
+
+
+def check_phone(number: str) -> bool:
+    """A Chinese mobile number (11 digits, 1[3-9]…) or an E.164 number (+ and 8–15 digits)."""
+    return bool(_CN_MOBILE.match(number) or _E164.match(number))
+
+
+@dataclass(frozen=True)
+class Config:
+    settings: Settings
+    registry: Registry
+    hazards: HazardCatalogue
+    directory: Directory
+    policy: Policy
+
+
+class _Issues:
+    def __init__(self) -> None:
+        self.items: list[ConfigIssue] = []
+
+    def add(self, file: str, key: str, reason: str) -> None:
+        self.items.append(ConfigIssue(file, key, reason))
+
+    def from_validation(self, file: str, prefix: str, exc: ValidationError) -> None:
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(p) for p in err["loc"])
+            self.add(file, f"{prefix}.{loc}" if loc else prefix, str(err["msg"]))
+
+
+def _yaml_list(directory: Path, name: str, key: str, issues: _Issues) -> list[Any]:
+    path = directory / name
+    if not path.exists():
+        return []
+    try:
+        data = read_yaml(path)
+    except ConfigError as exc:
+        issues.items.extend(exc.issues)
+        return []
+    if data is None:
+        return []
+    if not isinstance(data, dict) or not isinstance(data.get(key, []), list):
+        issues.add(name, key, f"expected a mapping with a list under '{key}'")
+        return []
+    return list(data.get(key) or [])
+
+
+def _models(
+    model: type[M], rows: list[Any], file: str, key: str, issues: _Issues, label: str = "id"
+) -> Iterator[M]:
+    for i, row in enumerate(rows):
+        name = f"{key}[{i}]"
+        if isinstance(row, dict) and label in row:
+            name = f"{key}[{row[label]}]"
+        try:
+            yield model.model_validate(row)
+        except ValidationError as exc:
+            issues.from_validation(file, name, exc)
+
+
+def load_config(config_dir: Path | str | None = None, **overrides: Any) -> Config:
+    """Read and check a configuration directory; raise ConfigError listing every problem."""
+    issues = _Issues()
+    settings: Settings | None = None
+    try:
+        settings = load_settings(config_dir, **overrides)
+    except ConfigError as exc:
+        issues.items.extend(exc.issues)
+    directory = Path(config_dir or (settings.config_dir if settings else "config"))
+    if not directory.is_dir():
+        raise ConfigError([ConfigIssue(str(directory), "", "configuration directory not found")])
+
+    hazards = list(
+        _models(
+            Hazard,
+            _yaml_list(directory, "hazards.yaml", "hazards", issues),
+            "hazards.yaml",
+            "hazards",
+            issues,
+        )
+    )
+    catalogue = HazardCatalogue(hazards)
+    registry = _load_registry(directory, catalogue, issues)
+    dirx = _load_directory(directory, issues)
+    policy = Policy.load(directory, dirx, issues.add)
+    _check_jurisdictions(registry, dirx, issues)
+    if issues.items or settings is None:
+        raise ConfigError(issues.items)
+    return Config(settings, registry, catalogue, dirx, policy)
+
+
+def _load_registry(directory: Path, catalogue: HazardCatalogue, issues: _Issues) -> Registry:
+    file = "agencies.yaml"
+    agencies = list(
+        _models(Agency, _yaml_list(directory, file, "agencies", issues), file, "agencies", issues)
+    )
+    operators = list(
+        _models(
+            Operator, _yaml_list(directory, file, "operators", issues), file, "operators", issues
+        )
+    )
+    seen_ids: set[str] = set()
+    seen_keys: dict[str, str] = {}
+    seen_senders: dict[str, str] = {}
+    for p in [*agencies, *operators]:
+        if p.id in seen_ids:
+            issues.add(file, p.id, "id is used twice")
+        seen_ids.add(p.id)
+        for digest in p.api_keys:
+            if digest in seen_keys:
+                issues.add(file, f"{p.id}.api_keys", f"key is also held by {seen_keys[digest]}")
+            seen_keys[digest] = p.id
+    for a in agencies:
+        for s in a.senders:
+            if s in seen_senders:
+                issues.add(
+                    file, f"{a.id}.senders", f"sender {s!r} also belongs to {seen_senders[s]}"
+                )
+            seen_senders[s] = a.id
+        for h in a.hazards:
+            if h != "*" and h not in catalogue:
+                issues.add(file, f"{a.id}.hazards", f"unknown hazard {h!r} (not in hazards.yaml)")
+    if not agencies:
+        issues.add(file, "agencies", "no agency is configured: nobody could post an alert")
+    return Registry(agencies, operators)
+
+
+def _check_jurisdictions(registry: Registry, dirx: Directory, issues: _Issues) -> None:
+    if not dirx.divisions:
+        return
+    for p in [*registry.agencies.values(), *registry.operators.values()]:
+        for code in p.jurisdiction:
+            if code not in dirx.divisions:
+                issues.add(
+                    "agencies.yaml", f"{p.id}.jurisdiction", f"{code} is not in divisions.yaml"
+                )
+
+
+def load_directory(directory: Path) -> Directory:
+    """Only the directory part of a configuration directory; raises ConfigError."""
+    issues = _Issues()
+    dirx = _load_directory(Path(directory), issues)
+    if issues.items:
+        raise ConfigError(issues.items)
+    return dirx
+
+
+def _load_directory(directory: Path, issues: _Issues) -> Directory:
+    groups = list(
+        _models(
+            Group,
+            _yaml_list(directory, "groups.yaml", "groups", issues),
+            "groups.yaml",
+            "groups",
+            issues,
+        )
+    )
+    group_ids = {g.id for g in groups}
+    divisions = _load_divisions(directory, issues)
+    by_code = {d.code: d for d in divisions}
+    endpoints = _load_endpoints(directory, by_code, group_ids, issues)
+    recipients = _load_recipients(directory, by_code, group_ids, issues)
+    return Directory(divisions, endpoints, recipients, groups)
+
+
+def _load_divisions(directory: Path, issues: _Issues) -> list[Division]:
+    file = "divisions.yaml"
+    rows = _yaml_list(directory, file, "divisions", issues)
+    out: list[Division] = []
+    seen: set[str] = set()
+    explicit_parent: dict[str, str] = {}
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            issues.add(file, f"divisions[{i}]", "expected a mapping")
+            continue
+        key = f"divisions[{row.get('code', i)}]"
+        raw = dict(row)
+        try:
+            raw["code"] = codes.normalize(str(raw.get("code", "")))
+            if raw.get("parent") is not None:
+                raw["parent"] = codes.normalize(str(raw["parent"]))
+        except ValueError as exc:
+            issues.add(file, key, str(exc))
+            continue
+        raw.setdefault("tier", codes.tier(raw["code"]).name.lower())
+        if isinstance(raw["tier"], str):
+            try:
+                raw["tier"] = Tier[raw["tier"].upper()]
+            except KeyError:
+                issues.add(file, f"{key}.tier", f"unknown tier {raw['tier']!r}")
+                continue
+        if raw.get("parent") is None:
+            raw["parent"] = codes.parent(raw["code"])
+        else:
+            explicit_parent[raw["code"]] = raw["parent"]
+        try:
+            div = Division.model_validate(raw)
+        except ValidationError as exc:
+            issues.from_validation(file, key, exc)
+            continue
+        if div.code in seen:
+            issues.add(file, key, "duplicate code")
+            continue
+        seen.add(div.code)
+        if div.tier is not codes.tier(div.code):
+            issues.add(
+                file,
+                f"{key}.tier",
+                f"code {div.code} is a {codes.tier(div.code).name.lower()} code",
+            )
+        if div.polygon:
+            geom = polygon_geometry(div.polygon)
+            if len(div.polygon) < 4 or div.polygon[0] != div.polygon[-1]:
+                issues.add(file, f"{key}.polygon", "needs at least 4 points, first equal to last")
+            elif not geom.is_valid:
+                issues.add(file, f"{key}.polygon", f"invalid polygon: {explain_validity(geom)}")
+        out.append(div)
+    codes_known = {d.code for d in out}
+    for d in out:
+        # A derived parent may be absent (the top of the sample tree); a written one may not.
+        if d.code in explicit_parent and d.parent not in codes_known:
+            issues.add(file, f"divisions[{d.code}].parent", f"unknown parent {d.parent}")
+        elif d.tier > Tier.COUNTY and d.parent not in codes_known:
+            issues.add(file, f"divisions[{d.code}].parent", f"parent {d.parent} is not listed")
+        if d.parent is not None and not codes.covers(d.parent, d.code):
+            issues.add(file, f"divisions[{d.code}]", f"code is outside its parent {d.parent}")
+        if d.tier is Tier.VILLAGE and d.population == 0:
+            issues.add(
+                file, f"divisions[{d.code}].population", "a village/community needs a population"
+            )
+    return out
+
+
+def _csv_rows(directory: Path, name: str, issues: _Issues) -> Iterator[tuple[int, dict[str, str]]]:
+    path = directory / name
+    if not path.exists():
+        return
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        yield from enumerate(reader, start=2)
+
+
+def _languages(value: str) -> list[str]:
+    return [x for x in value.replace(",", " ").split() if x]
+
+
+def _load_endpoints(
+    directory: Path, divisions: dict[str, Division], group_ids: set[str], issues: _Issues
+) -> list[Endpoint]:
+    file = "endpoints.csv"
+    out = []
+    seen: set[str] = set()
+    for line, row in _csv_rows(directory, file, issues):
+        key = f"line {line}"
+        try:
+            unit = codes.normalize(row.get("unit", ""))
+        except ValueError as exc:
+            issues.add(file, f"{key}.unit", str(exc))
+            continue
+        display = None
+        if row.get("chars_per_line"):
+            display = {"chars_per_line": row["chars_per_line"], "lines": row.get("lines") or 0}
+        raw = {
+            "id": row.get("id", ""),
+            "kind": row.get("kind", ""),
+            "unit": unit,
+            "languages": _languages(row.get("languages", "")),
+            "covers_population": row.get("covers_population") or 0,
+            "token_hash": row.get("token_hash", ""),
+            "groups": (row.get("groups") or "").split(),
+            "exercise": (row.get("exercise") or "").lower() in {"1", "true", "yes"},
+            "display": display,
+        }
+        try:
+            ep = Endpoint.model_validate(raw)
+        except ValidationError as exc:
+            issues.from_validation(file, key, exc)
+            continue
+        if ep.id in seen:
+            issues.add(file, f"{key}.id", f"duplicate endpoint id {ep.id}")
+        seen.add(ep.id)
+        div = divisions.get(ep.unit)
+        if div is None or div.tier is not Tier.VILLAGE:
+            issues.add(
+                file, f"{key}.unit", f"{ep.unit} is not a village/community in divisions.yaml"
+            )
+        if ep.kind == "display" and ep.display is None:
+            issues.add(file, f"{key}.chars_per_line", "a display needs chars_per_line and lines")
+        if not ep.token_hash.startswith("sha256:"):
+            issues.add(file, f"{key}.token_hash", "device tokens are stored as sha256:<hex> hashes")
+        for g in ep.groups:
+            if g not in group_ids:
+                issues.add(file, f"{key}.groups", f"unknown group {g!r}")
+        out.append(ep)
+    return out
+
+
+def _load_recipients(
+    directory: Path, divisions: dict[str, Division], group_ids: set[str], issues: _Issues
+) -> dict[tuple[str, Channel], RecipientColumns]:
+    file = "recipients.csv"
+    out: dict[tuple[str, Channel], RecipientColumns] = {}
+    seen: set[str] = set()
+    strings: dict[str, str] = {}  # one shared object per distinct short string
+    for line, row in _csv_rows(directory, file, issues):
+        key = f"line {line}"
+        rid = row.get("id") or ""
+        channel_s = row.get("channel") or ""
+        address = row.get("address") or ""
+        try:
+            channel = Channel(channel_s)
+        except ValueError:
+            issues.add(file, f"{key}.channel", f"unknown channel {channel_s!r}")
+            continue
+        if channel not in _PUSH_CHANNELS:
+            issues.add(file, f"{key}.channel", f"{channel_s} endpoints belong in endpoints.csv")
+            continue
+        if not rid or rid in seen:
+            issues.add(file, f"{key}.id", "missing or duplicate recipient id")
+            continue
+        seen.add(rid)
+        try:
+            unit_code = codes.normalize(row.get("unit") or "")
+        except ValueError as exc:
+            issues.add(file, f"{key}.unit", str(exc))
+            continue
+        if codes.tier(unit_code) is Tier.GRID:
+            unit_code = codes.parent(unit_code) or unit_code
+        div = divisions.get(unit_code)
+        if div is None or div.tier is not Tier.VILLAGE:
+            issues.add(
+                file, f"{key}.unit", f"{unit_code} is not a village/community in divisions.yaml"
+            )
+            continue
+        if channel in (Channel.SMS, Channel.MESSENGER) and not check_phone(address):
+            issues.add(
+                file, f"{key}.address", f"{address!r} is not a Chinese mobile or E.164 number"
+            )
+            continue
+        if not address:
+            issues.add(file, f"{key}.address", "missing address")
+            continue
+        try:
+            persons = int(row.get("persons") or 1)
+            households = int(row.get("households") or 0)
+        except ValueError:
+            issues.add(file, f"{key}.persons", "persons and households must be whole numbers")
+            continue
+        groups = " ".join(sorted((row.get("groups") or "").split()))
+        for g in groups.split():
+            if g not in group_ids:
+                issues.add(file, f"{key}.groups", f"unknown group {g!r}")
+        lang = row.get("language") or (div.languages[0] if div.languages else "zh")
+        cols = out.setdefault((unit_code, channel), RecipientColumns())
+        cols.append(
+            rid,
+            address,
+            strings.setdefault(lang, lang),
+            persons,
+            strings.setdefault(groups, groups),
+            (row.get("exercise") or "").lower() in {"1", "true", "yes"},
+            households,
+        )
+    return out

@@ -1,0 +1,359 @@
+"""Ingest: authenticate → parse → validate → authorize → save and enqueue, in that order.
+
+Authentication comes first (before parsing) so that an anonymous caller learns nothing
+about the body and costs the gateway nothing more than a hash. Nothing is fanned out
+here: the alert is persisted and queued atomically, and the answer names its id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import orjson
+
+from gateway import codes
+from gateway.auth import Agency, Principal
+from gateway.cap import decode, to_alert
+from gateway.config import Config
+from gateway.directory import circle_geometry, polygon_geometry
+from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
+from gateway.models import (
+    Alert,
+    AlertRecord,
+    AlertState,
+    Info,
+    Level,
+    MsgType,
+    Severity,
+    Status,
+    parse_circle,
+    parse_polygon,
+)
+from gateway.store import AcceptOutcome, Store, alert_id
+
+__all__ = ["Accepted", "Ingestor", "alert_level", "area_codes", "content_hash"]
+
+LEVEL_PARAMETERS = ("level", "warningLevel", "预警级别")
+_LEVEL_WORDS = {
+    Level.RED: {"red", "红", "红色", "i", "Ⅰ", "1"},
+    Level.ORANGE: {"orange", "橙", "橙色", "ii", "Ⅱ", "2"},
+    Level.YELLOW: {"yellow", "黄", "黄色", "iii", "Ⅲ", "3"},
+    Level.BLUE: {"blue", "蓝", "蓝色", "iv", "Ⅳ", "4"},
+}
+_SEVERITY_LEVEL = {
+    Severity.EXTREME: Level.RED,
+    Severity.SEVERE: Level.ORANGE,
+    Severity.MODERATE: Level.YELLOW,
+    Severity.MINOR: Level.BLUE,
+}
+DISSEMINATED_STATUSES = (Status.ACTUAL, Status.EXERCISE, Status.TEST)
+DISSEMINATED_TYPES = (MsgType.ALERT, MsgType.UPDATE, MsgType.CANCEL)
+
+
+def content_hash(alert: Alert) -> str:
+    """Hash of the alert's meaning: the same alert as XML or JSON hashes alike."""
+    return hashlib.sha256(
+        orjson.dumps(alert.to_cap_dict(), option=orjson.OPT_SORT_KEYS)
+    ).hexdigest()
+
+
+def info_level(info: Info) -> Level | None:
+    """The level parameter if given (red/红色/Ⅰ …), else the one implied by severity."""
+    for name in LEVEL_PARAMETERS:
+        for value in info.parameters(name):
+            key = value.strip().casefold().removesuffix("预警")
+            for level, words in _LEVEL_WORDS.items():
+                if key in {w.casefold() for w in words}:
+                    return level
+            raise ValueError(f"unknown warning level {value!r} (use red, orange, yellow or blue)")
+    return _SEVERITY_LEVEL.get(info.severity)
+
+
+def alert_level(alert: Alert) -> Level:
+    """The most severe level over all info blocks; raises ValueError if none can be told."""
+    levels = []
+    for info in alert.info:
+        level = info_level(info)
+        if level is None:
+            raise ValueError("no level parameter and severity Unknown")
+        levels.append(level)
+    return min(levels, key=lambda lv: lv.rank)
+
+
+def area_codes(info: Info, geocode_names: set[str]) -> list[list[str]]:
+    """Division codes per area of an info block (geocodes with a division valueName)."""
+    out = []
+    for area in info.area:
+        found = []
+        for g in area.geocode:
+            if g.valueName.casefold() in geocode_names:
+                found.append(codes.normalize(g.value))
+        out.append(found)
+    return out
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The answer to an accepted (or repeated) alert."""
+
+    status: int
+    body: dict[str, Any]
+    record: AlertRecord | None = None
+    outcome: AcceptOutcome | None = None
+
+
+@dataclass(frozen=True)
+class Checked:
+    level: Level
+    hazards: list[str]
+
+
+class Ingestor:
+    def __init__(self, config: Config, store: Store | None) -> None:
+        self.config = config
+        self.store = store
+        self._geocode_names = {n.casefold() for n in config.settings.ingest.geocode_names}
+
+    def authenticate(self, authorization: str | None) -> Principal:
+        return self.config.registry.authenticate(authorization)
+
+    async def ingest(
+        self,
+        principal: Principal,
+        body: bytes,
+        content_type: str | None,
+        *,
+        remote: str = "",
+        now: datetime | None = None,
+    ) -> Accepted:
+        if not isinstance(principal, Agency):
+            raise Forbidden("duty operators may read but not post alerts", code="not-an-agency")
+        received = now or datetime.now(UTC)
+        decoded = decode(body, content_type)
+        alert = to_alert(decoded.data)
+        checked = self.check(alert, received)
+        self._authorize(principal, alert, checked)
+        record = self._record(principal, alert, checked, received)
+        refs = [alert_id(r.sender, r.identifier) for r in alert.references]
+        audit = {
+            "event": "posted",
+            "id": record.id,
+            "agency": principal.id,
+            "sender": alert.sender,
+            "identifier": alert.identifier,
+            "sent": alert.sent.isoformat(),
+            "msgType": alert.msgType.value,
+            "status": alert.status.value,
+            "level": checked.level.value,
+            "format": decoded.format,
+            "remote": remote,
+            "at": int(received.timestamp() * 1000),
+        }
+        assert self.store is not None, "an Ingestor without a store can only check"
+        outcome = await self.store.accept(record, refs, audit)
+        notes = [n.as_dict() for n in decoded.notes]
+        return self._answer(record, outcome, notes)
+
+    # -- checks ----------------------------------------------------------------------
+
+    def check(self, alert: Alert, received: datetime, *, expiry: bool = True) -> Checked:
+        """The gateway's acceptance rules beyond CAP: raise `Unprocessable` naming fields."""
+        errors: list[FieldError] = []
+        if alert.status not in DISSEMINATED_STATUSES:
+            errors.append(
+                FieldError("status", f"{alert.status.value} messages are not disseminated")
+            )
+        if alert.msgType not in DISSEMINATED_TYPES:
+            errors.append(
+                FieldError("msgType", f"{alert.msgType.value} messages are not disseminated")
+            )
+        own = alert_id(alert.sender, alert.identifier)
+        for i, ref in enumerate(alert.references):
+            if alert_id(ref.sender, ref.identifier) == own:
+                errors.append(FieldError(f"references[{i}]", "an alert cannot reference itself"))
+        hazards: list[str] = []
+        levels: list[Level] = []
+        for i, info in enumerate(alert.info):
+            hazard = self.config.hazards.resolve(info)
+            if hazard is None:
+                known = ", ".join(sorted(self.config.hazards.by_id))
+                errors.append(
+                    FieldError(
+                        f"info[{i}].event",
+                        f"unknown hazard {info.event!r}; name one of [{known}] in an eventCode"
+                        " 'hazard' or in the event text",
+                    )
+                )
+            elif hazard not in hazards:
+                hazards.append(hazard)
+            try:
+                level = info_level(info)
+            except ValueError as exc:
+                errors.append(FieldError(f"info[{i}].parameter", str(exc)))
+            else:
+                if level is None:
+                    errors.append(
+                        FieldError(
+                            f"info[{i}].severity",
+                            "severity Unknown needs a 'level' parameter (red/orange/yellow/blue)",
+                        )
+                    )
+                else:
+                    levels.append(level)
+            for j, area in enumerate(info.area):
+                usable = bool(area.polygon or area.circle)
+                for k, g in enumerate(area.geocode):
+                    if g.valueName.casefold() not in self._geocode_names:
+                        continue
+                    try:
+                        codes.normalize(g.value)
+                        usable = True
+                    except ValueError as exc:
+                        errors.append(FieldError(f"info[{i}].area[{j}].geocode[{k}]", str(exc)))
+                if not usable:
+                    errors.append(
+                        FieldError(
+                            f"info[{i}].area[{j}]",
+                            "no polygon, circle or division geocode to target (geocode valueNames"
+                            " accepted: "
+                            + ", ".join(self.config.settings.ingest.geocode_names)
+                            + ")",
+                        )
+                    )
+        if expiry and not errors and self._expires(alert) <= received:
+            errors.append(FieldError("info.expires", "the alert has already expired"))
+        if errors:
+            raise Unprocessable(
+                "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3]),
+                code="unacceptable-alert",
+                errors=errors,
+            )
+        return Checked(min(levels, key=lambda lv: lv.rank), hazards)
+
+    def _authorize(self, agency: Agency, alert: Alert, checked: Checked) -> None:
+        if alert.sender not in agency.senders:
+            raise Forbidden(
+                f"sender {alert.sender!r} is not one of agency {agency.id}'s senders",
+                code="sender-not-allowed",
+                errors=[FieldError("sender", "not a sender of this agency")],
+            )
+        if alert.status not in agency.statuses:
+            raise Forbidden(
+                f"agency {agency.id} may not post status {alert.status.value}",
+                code="status-not-allowed",
+                errors=[FieldError("status", f"{alert.status.value} not allowed")],
+            )
+        foreign = [str(r) for r in alert.references if r.sender not in agency.senders]
+        if foreign:
+            raise Forbidden(
+                "references to another sender's alerts are refused: " + " ".join(foreign),
+                code="foreign-reference",
+                extra={"references": foreign},
+            )
+        bad_hazards = [h for h in checked.hazards if not agency.may_warn(h)]
+        if bad_hazards:
+            raise Forbidden(
+                f"agency {agency.id} may not warn about: {', '.join(bad_hazards)}",
+                code="hazard-not-allowed",
+                extra={"hazards": bad_hazards},
+            )
+        outside: list[str] = []
+        errors: list[FieldError] = []
+        for i, info in enumerate(alert.info):
+            for j, (area, found) in enumerate(
+                zip(info.area, area_codes(info, self._geocode_names), strict=True)
+            ):
+                for code in found:
+                    if not agency.covers(code):
+                        outside.append(code)
+                        errors.append(
+                            FieldError(
+                                f"info[{i}].area[{j}]", f"{code} is outside the jurisdiction"
+                            )
+                        )
+                if not found and not self._shape_touches(agency, area.polygon, area.circle):
+                    errors.append(
+                        FieldError(
+                            f"info[{i}].area[{j}]",
+                            "polygon/circle does not touch any unit of the jurisdiction",
+                        )
+                    )
+        if errors:
+            raise Forbidden(
+                "area outside the agency's jurisdiction"
+                + (f": {', '.join(dict.fromkeys(outside))}" if outside else ""),
+                code="area-not-allowed",
+                errors=errors,
+                extra={"codes": list(dict.fromkeys(outside)), "jurisdiction": agency.jurisdiction},
+            )
+
+    def _shape_touches(self, agency: Agency, polygons: list[str], circles: list[str]) -> bool:
+        directory = self.config.directory
+        if not directory.units:
+            return True  # no geometry configured: planning reports what it could not place
+        shapes = [polygon_geometry(parse_polygon(p)) for p in polygons]
+        shapes += [circle_geometry(*parse_circle(c)) for c in circles]
+        return any(agency.covers(u) for shape in shapes for u in directory.units_in(shape))
+
+    def _expires(self, alert: Alert) -> datetime:
+        lifetime = timedelta(seconds=self.config.settings.ingest.default_lifetime_s)
+        return max(info.expires or (alert.sent + lifetime) for info in alert.info)
+
+    def _record(
+        self, agency: Agency, alert: Alert, checked: Checked, received: datetime
+    ) -> AlertRecord:
+        return AlertRecord(
+            id=alert_id(alert.sender, alert.identifier),
+            agency=agency.id,
+            received=received,
+            level=checked.level,
+            hazards=checked.hazards,
+            state=AlertState.ACTIVE,
+            content_hash=content_hash(alert),
+            alert=alert,
+            expires=self._expires(alert),
+        )
+
+    def _answer(
+        self, record: AlertRecord, outcome: AcceptOutcome, notes: list[dict[str, str]]
+    ) -> Accepted:
+        if outcome.kind == "conflict":
+            raise Conflict(
+                f"alert {record.alert.sender},{record.alert.identifier} is already stored with"
+                " other content; post a new identifier (an Update) to change it",
+                code="identifier-reused",
+                extra={"id": record.id, "links": links(record.id)},
+            )
+        if outcome.kind == "nothing":
+            raise Unprocessable(
+                "Cancel references no alert this gateway knows; nothing was changed",
+                code="nothing-to-cancel",
+                extra={"unknown_references": outcome.unknown_refs},
+            )
+        body: dict[str, Any] = {
+            "id": record.id,
+            "status": "accepted" if outcome.kind == "new" else "duplicate",
+            "links": links(record.id),
+        }
+        if outcome.kind == "new":
+            body["level"] = record.level.value
+            body["hazards"] = record.hazards
+            body["msgType"] = record.alert.msgType.value
+            body["exercise"] = record.exercise
+            if outcome.known_refs:
+                verb = "cancels" if record.alert.msgType is MsgType.CANCEL else "supersedes"
+                body[verb] = outcome.known_refs
+            if outcome.unknown_refs:
+                body["unknown_references"] = outcome.unknown_refs
+                body["flags"] = ["references-unknown"]
+        if notes:
+            body["warnings"] = notes
+        return Accepted(202 if outcome.kind == "new" else 200, body, record, outcome)
+
+
+def links(alert: str) -> dict[str, str]:
+    base = f"/api/v1/alerts/{alert}"
+    return {"self": base, "deliveries": f"{base}/deliveries", "coverage": f"{base}/coverage"}

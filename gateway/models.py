@@ -1,0 +1,454 @@
+"""Models: the typed shapes every stage passes on (CAP 1.2 alert, stored record, levels).
+
+The CAP classes use the CAP element names as field names, so the JSON form of an alert is
+the XML form with the same names (`info[]`, `area[]`, `geocode[]`, `parameter[]`).
+Values are validated here against the CAP 1.2 value lists and rules; what warngate adds
+on top of CAP (accepted statuses, the warning level, hazards, jurisdictions) is checked
+in `ingest` and `auth`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from datetime import datetime
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "Alert",
+    "AlertRecord",
+    "AlertState",
+    "Area",
+    "Category",
+    "Certainty",
+    "Info",
+    "Level",
+    "MsgType",
+    "NamedValue",
+    "Reference",
+    "Resource",
+    "ResponseType",
+    "Scope",
+    "Severity",
+    "Status",
+    "Urgency",
+    "format_cap_time",
+    "parse_circle",
+    "parse_polygon",
+]
+
+
+class Status(StrEnum):
+    ACTUAL = "Actual"
+    EXERCISE = "Exercise"
+    SYSTEM = "System"
+    TEST = "Test"
+    DRAFT = "Draft"
+
+
+class MsgType(StrEnum):
+    ALERT = "Alert"
+    UPDATE = "Update"
+    CANCEL = "Cancel"
+    ACK = "Ack"
+    ERROR = "Error"
+
+
+class Scope(StrEnum):
+    PUBLIC = "Public"
+    RESTRICTED = "Restricted"
+    PRIVATE = "Private"
+
+
+class Category(StrEnum):
+    GEO = "Geo"
+    MET = "Met"
+    SAFETY = "Safety"
+    SECURITY = "Security"
+    RESCUE = "Rescue"
+    FIRE = "Fire"
+    HEALTH = "Health"
+    ENV = "Env"
+    TRANSPORT = "Transport"
+    INFRA = "Infra"
+    CBRNE = "CBRNE"
+    OTHER = "Other"
+
+
+class ResponseType(StrEnum):
+    SHELTER = "Shelter"
+    EVACUATE = "Evacuate"
+    PREPARE = "Prepare"
+    EXECUTE = "Execute"
+    AVOID = "Avoid"
+    MONITOR = "Monitor"
+    ASSESS = "Assess"
+    ALL_CLEAR = "AllClear"
+    NONE = "None"
+
+
+class Urgency(StrEnum):
+    IMMEDIATE = "Immediate"
+    EXPECTED = "Expected"
+    FUTURE = "Future"
+    PAST = "Past"
+    UNKNOWN = "Unknown"
+
+
+class Severity(StrEnum):
+    EXTREME = "Extreme"
+    SEVERE = "Severe"
+    MODERATE = "Moderate"
+    MINOR = "Minor"
+    UNKNOWN = "Unknown"
+
+
+class Certainty(StrEnum):
+    OBSERVED = "Observed"
+    LIKELY = "Likely"
+    POSSIBLE = "Possible"
+    UNLIKELY = "Unlikely"
+    UNKNOWN = "Unknown"
+
+
+class Level(StrEnum):
+    """The four warning colours of the Chinese warning system, most severe first."""
+
+    RED = "red"
+    ORANGE = "orange"
+    YELLOW = "yellow"
+    BLUE = "blue"
+
+    @property
+    def rank(self) -> int:
+        """1 for red … 4 for blue (the Roman level Ⅰ…Ⅳ)."""
+        return _LEVEL_RANK[self]
+
+    @property
+    def high_priority(self) -> bool:
+        """Red and orange go in the fast lane."""
+        return self in (Level.RED, Level.ORANGE)
+
+
+_LEVEL_RANK = {Level.RED: 1, Level.ORANGE: 2, Level.YELLOW: 3, Level.BLUE: 4}
+
+
+class AlertState(StrEnum):
+    ACTIVE = "active"
+    UPDATED = "updated"
+    CANCELLED = "cancelled"
+    EXPIRED = "expired"
+
+
+# --- CAP value checks ---------------------------------------------------------------
+
+# CAP 1.2: identifier and sender "MUST NOT include spaces, commas or restricted
+# characters (< and &)".
+_TOKEN = re.compile(r"^[^\s,<&]+$")
+
+
+def _token(value: str) -> str:
+    if not _TOKEN.match(value):
+        raise ValueError("must not contain spaces, commas, '<' or '&'")
+    return value
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be empty")
+    return value
+
+
+Token = Annotated[str, Field(min_length=1, max_length=512), AfterValidator(_token)]
+Text = Annotated[str, AfterValidator(_not_blank)]
+
+
+def format_cap_time(value: datetime) -> str:
+    """CAP 1.2 dateTime: seconds precision, numeric offset, `-00:00` for UTC."""
+    text = value.replace(microsecond=0).isoformat()
+    if text.endswith("+00:00"):
+        text = text[:-6] + "-00:00"
+    return text
+
+
+CapTime = Annotated[AwareDatetime, PlainSerializer(format_cap_time, when_used="json")]
+
+
+def parse_polygon(text: str) -> list[tuple[float, float]]:
+    """CAP polygon text ("lat,lon lat,lon …") as (lat, lon) pairs; raises ValueError."""
+    points: list[tuple[float, float]] = []
+    for pair in text.split():
+        parts = pair.split(",")
+        if len(parts) != 2:
+            raise ValueError(f"coordinate pair {pair!r} is not 'latitude,longitude'")
+        points.append(_lat_lon(parts[0], parts[1], pair))
+    if len(points) < 4:
+        raise ValueError(f"a polygon needs at least 4 coordinate pairs, got {len(points)}")
+    if points[0] != points[-1]:
+        raise ValueError("a polygon must be closed: the first and last pairs must be equal")
+    return points
+
+
+def parse_circle(text: str) -> tuple[float, float, float]:
+    """CAP circle text ("lat,lon radius_km") as (lat, lon, radius_km); raises ValueError."""
+    parts = text.split()
+    if len(parts) != 2:
+        raise ValueError("a circle is 'latitude,longitude radius' (radius in km)")
+    coords = parts[0].split(",")
+    if len(coords) != 2:
+        raise ValueError(f"circle centre {parts[0]!r} is not 'latitude,longitude'")
+    lat, lon = _lat_lon(coords[0], coords[1], parts[0])
+    try:
+        radius = float(parts[1])
+    except ValueError:
+        raise ValueError(f"circle radius {parts[1]!r} is not a number") from None
+    if not math.isfinite(radius) or radius <= 0:
+        raise ValueError("circle radius must be a positive number of kilometres")
+    return lat, lon, radius
+
+
+def _lat_lon(lat_s: str, lon_s: str, where: str) -> tuple[float, float]:
+    try:
+        lat, lon = float(lat_s), float(lon_s)
+    except ValueError:
+        raise ValueError(f"coordinate pair {where!r} is not numeric") from None
+    if not (math.isfinite(lat) and -90 <= lat <= 90):
+        raise ValueError(f"latitude in {where!r} must be within -90..90")
+    if not (math.isfinite(lon) and -180 <= lon <= 180):
+        raise ValueError(f"longitude in {where!r} must be within -180..180")
+    return lat, lon
+
+
+def _check_polygon(text: str) -> str:
+    parse_polygon(text)
+    return " ".join(text.split())
+
+
+def _check_circle(text: str) -> str:
+    parse_circle(text)
+    return " ".join(text.split())
+
+
+PolygonText = Annotated[str, AfterValidator(_check_polygon)]
+CircleText = Annotated[str, AfterValidator(_check_circle)]
+
+
+def _one_or_many(value: Any) -> Any:
+    """CAP JSON from other systems writes single-element lists as a bare value."""
+    if value is None:
+        return []
+    if isinstance(value, str | dict):
+        return [value]
+    return value
+
+
+# --- CAP structures -------------------------------------------------------------------
+
+
+class _Cap(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, frozen=True)
+
+
+class NamedValue(_Cap):
+    """A CAP `valueName`/`value` pair (eventCode, parameter, geocode)."""
+
+    valueName: Text
+    value: str
+
+
+class Reference(_Cap):
+    """One `sender,identifier,sent` triplet of a CAP `references` element."""
+
+    sender: Token
+    identifier: Token
+    sent: CapTime
+
+    @classmethod
+    def parse(cls, text: str) -> Reference:
+        parts = text.split(",")
+        if len(parts) != 3:
+            raise ValueError(f"reference {text!r} is not 'sender,identifier,sent'")
+        return cls.model_validate({"sender": parts[0], "identifier": parts[1], "sent": parts[2]})
+
+    def __str__(self) -> str:
+        return f"{self.sender},{self.identifier},{format_cap_time(self.sent)}"
+
+
+def _parse_references(value: Any) -> Any:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [Reference.parse(part) for part in value.split()]
+    return value
+
+
+class Resource(_Cap):
+    resourceDesc: Text
+    mimeType: Text
+    size: int | None = Field(default=None, ge=0)
+    uri: str | None = None
+    derefUri: str | None = None
+    digest: str | None = None
+
+
+class Area(_Cap):
+    areaDesc: Text
+    polygon: Annotated[list[PolygonText], BeforeValidator(_one_or_many)] = []
+    circle: Annotated[list[CircleText], BeforeValidator(_one_or_many)] = []
+    geocode: Annotated[list[NamedValue], BeforeValidator(_one_or_many)] = []
+    altitude: float | None = None
+    ceiling: float | None = None
+
+    @model_validator(mode="after")
+    def _ceiling_needs_altitude(self) -> Area:
+        if self.ceiling is not None and self.altitude is None:
+            raise ValueError("ceiling may only be used with altitude")
+        return self
+
+
+class Info(_Cap):
+    language: str = Field(default="en-US", pattern=r"^[A-Za-z]{2,3}(-[A-Za-z0-9]{1,8})*$")
+    category: Annotated[list[Category], BeforeValidator(_one_or_many), Field(min_length=1)]
+    event: Text
+    responseType: Annotated[list[ResponseType], BeforeValidator(_one_or_many)] = []
+    urgency: Urgency
+    severity: Severity
+    certainty: Certainty
+    audience: str | None = None
+    eventCode: Annotated[list[NamedValue], BeforeValidator(_one_or_many)] = []
+    effective: CapTime | None = None
+    onset: CapTime | None = None
+    expires: CapTime | None = None
+    senderName: str | None = None
+    headline: str | None = None
+    description: str | None = None
+    instruction: str | None = None
+    web: str | None = None
+    contact: str | None = None
+    parameter: Annotated[list[NamedValue], BeforeValidator(_one_or_many)] = []
+    resource: Annotated[list[Resource], BeforeValidator(_one_or_many)] = []
+    area: Annotated[
+        list[Area],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1, description="warngate needs at least one area per info"),
+    ]
+
+    @model_validator(mode="after")
+    def _times_in_order(self) -> Info:
+        if self.effective and self.expires and self.expires <= self.effective:
+            raise ValueError("expires must be later than effective")
+        return self
+
+    def parameters(self, name: str) -> list[str]:
+        """Values of the parameters called `name` (case-insensitive)."""
+        key = name.casefold()
+        return [p.value for p in self.parameter if p.valueName.casefold() == key]
+
+    @property
+    def lang(self) -> str:
+        """The primary language subtag in lower case: `zh-CN` → `zh`, `ug-Arab-CN` → `ug`."""
+        return self.language.split("-")[0].lower()
+
+
+class Alert(_Cap):
+    """A CAP 1.2 alert message."""
+
+    identifier: Token
+    sender: Token
+    sent: CapTime
+    status: Status
+    msgType: MsgType
+    source: str | None = None
+    scope: Scope
+    restriction: str | None = None
+    addresses: str | None = None
+    code: Annotated[list[str], BeforeValidator(_one_or_many)] = []
+    note: str | None = None
+    references: Annotated[list[Reference], BeforeValidator(_parse_references)] = []
+    incidents: str | None = None
+    info: Annotated[
+        list[Info],
+        BeforeValidator(_one_or_many),
+        Field(min_length=1, description="warngate needs at least one info block"),
+    ]
+
+    @field_validator("references")
+    @classmethod
+    def _unique_references(cls, refs: list[Reference]) -> list[Reference]:
+        seen = set()
+        for ref in refs:
+            key = (ref.sender, ref.identifier)
+            if key in seen:
+                raise ValueError(f"reference to {ref.sender},{ref.identifier} is repeated")
+            seen.add(key)
+        return refs
+
+    @model_validator(mode="after")
+    def _cap_rules(self) -> Alert:
+        if self.scope is Scope.RESTRICTED and not self.restriction:
+            raise ValueError("scope Restricted requires a restriction")
+        if self.scope is Scope.PRIVATE and not self.addresses:
+            raise ValueError("scope Private requires addresses")
+        if self.msgType in (MsgType.UPDATE, MsgType.CANCEL, MsgType.ACK, MsgType.ERROR) and (
+            not self.references
+        ):
+            raise ValueError(f"msgType {self.msgType.value} requires references")
+        for i, info in enumerate(self.info):
+            if info.expires and info.expires <= self.sent:
+                raise ValueError(f"info[{i}].expires must be later than sent")
+        return self
+
+    @field_serializer("references")
+    def _references_as_text(self, refs: list[Reference]) -> str | None:
+        return " ".join(str(r) for r in refs) or None
+
+    def to_cap_dict(self) -> dict[str, Any]:
+        """The JSON form: CAP names, empty and unset elements left out, CAP time format."""
+        pruned: dict[str, Any] = _prune(self.model_dump(mode="json"))
+        return pruned
+
+
+def _prune(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _prune(v) for k, v in value.items() if v not in (None, [], "")}
+    if isinstance(value, list):
+        return [_prune(v) for v in value]
+    return value
+
+
+class AlertRecord(BaseModel):
+    """An accepted alert as stored: the CAP message plus what the gateway knows of it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    agency: str
+    received: datetime
+    level: Level
+    hazards: list[str]
+    state: AlertState
+    content_hash: str
+    alert: Alert
+    supersedes: list[str] = []
+    superseded_by: str | None = None
+    cancelled_by: str | None = None
+    unknown_references: list[str] = []
+    expires: datetime
+
+    @property
+    def exercise(self) -> bool:
+        return self.alert.status is not Status.ACTUAL

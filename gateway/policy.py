@@ -1,0 +1,162 @@
+"""Planning: channel policy, coverage targets and escalation ladders per jurisdiction.
+
+`policy.yaml` holds a list of rules, each for a division and everything under it; for a
+unit the most specific rule applies (a village rule beats its county's, which beats the
+prefecture's). A rule that leaves a key out inherits it from the next rule up, and the
+top falls back to the defaults below: every channel for every level, no quiet hours,
+exercises only to endpoints and recipients marked for exercises, targets 90 % binding /
+95 % expected, deadlines 10 minutes for red and orange, 30 for yellow, 60 for blue.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, time, timedelta
+from datetime import timezone as dt_timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from gateway import codes
+from gateway.directory import Channel, Directory
+from gateway.errors import ConfigError
+from gateway.models import Level
+from gateway.settings import read_yaml
+
+__all__ = ["Policy", "QuietHours", "Rule", "Targets", "UnitPolicy"]
+
+ALL_CHANNELS = list(Channel)
+# What an escalation step may add: another channel, or the loudspeaker playing again.
+ESCALATION_STEPS = {*(c.value for c in Channel), "loudspeaker_repeat", "sms_officials"}
+
+
+class _M(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class QuietHours(_M):
+    """Hours when some levels skip some channels (e.g. no loudspeaker at night for blue)."""
+
+    start: time
+    end: time
+    skip: dict[Level, list[Channel]] = {}
+
+    def active(self, local: time) -> bool:
+        if self.start <= self.end:
+            return self.start <= local < self.end
+        return local >= self.start or local < self.end
+
+
+class Targets(_M):
+    binding: float = Field(default=0.90, gt=0, le=1)
+    expected: float = Field(default=0.95, gt=0, le=1)
+    deadline_minutes: dict[Level, int] = {
+        Level.RED: 10,
+        Level.ORANGE: 10,
+        Level.YELLOW: 30,
+        Level.BLUE: 60,
+    }
+
+
+class Rule(_M):
+    area: str
+    timezone: str | None = Field(default=None, pattern=r"^[+-]\d\d:\d\d$")
+    channels: dict[Level, list[Channel]] | None = None
+    quiet_hours: QuietHours | None = None
+    # Exercises and tests reach only endpoints/recipients marked `exercise` unless False.
+    exercise_only_marked: bool | None = None
+    targets: Targets | None = None
+    # Channels added, in order, when a unit is (or is predicted to be) below target.
+    escalation: list[str] | None = None
+
+    @field_validator("area")
+    @classmethod
+    def _code(cls, value: str) -> str:
+        return codes.normalize(str(value))
+
+    @field_validator("escalation")
+    @classmethod
+    def _steps(cls, value: list[str] | None) -> list[str] | None:
+        for step in value or []:
+            if step not in ESCALATION_STEPS:
+                raise ValueError(f"unknown escalation step {step!r}")
+        return value
+
+
+class UnitPolicy(_M):
+    """The policy in force for one unit, all inherited keys filled in."""
+
+    timezone: str = "+08:00"
+    channels: dict[Level, list[Channel]] = {lvl: ALL_CHANNELS for lvl in Level}
+    quiet_hours: QuietHours | None = None
+    exercise_only_marked: bool = True
+    targets: Targets = Targets()
+    escalation: list[str] = ["messenger", "loudspeaker_repeat", "sms_officials"]
+
+    def tz(self) -> dt_timezone:
+        sign = -1 if self.timezone.startswith("-") else 1
+        hours, minutes = (int(x) for x in self.timezone[1:].split(":"))
+        return dt_timezone(sign * timedelta(hours=hours, minutes=minutes))
+
+    def channels_for(self, level: Level, at: datetime) -> list[Channel]:
+        """Channels a level goes to at a moment, quiet hours applied."""
+        chosen = list(self.channels.get(level, []))
+        quiet = self.quiet_hours
+        if quiet and quiet.active(at.astimezone(self.tz()).time()):
+            skipped = set(quiet.skip.get(level, []))
+            chosen = [c for c in chosen if c not in skipped]
+        return chosen
+
+
+class Policy:
+    """Rules by area; `for_unit()` resolves the one in force, with inheritance."""
+
+    FILE = "policy.yaml"
+
+    def __init__(self, rules: list[Rule] | None = None) -> None:
+        # Most general first, so that more specific rules override while folding.
+        self.rules = sorted(rules or [], key=lambda r: len(codes.significant(r.area)))
+        self._cache: dict[str, UnitPolicy] = {}
+
+    def for_unit(self, unit: str) -> UnitPolicy:
+        found = self._cache.get(unit)
+        if found is None:
+            merged: dict[str, Any] = {}
+            for rule in self.rules:
+                if codes.covers(rule.area, unit):
+                    merged.update(rule.model_dump(exclude={"area"}, exclude_none=True))
+            found = UnitPolicy.model_validate(merged)
+            self._cache[unit] = found
+        return found
+
+    @classmethod
+    def load(
+        cls, directory: Path, dirx: Directory, report: Callable[[str, str, str], None]
+    ) -> Policy:
+        path = directory / cls.FILE
+        if not path.exists():
+            return cls()
+        try:
+            data = read_yaml(path) or {}
+        except ConfigError as exc:
+            for issue in exc.issues:
+                report(issue.file, issue.key, issue.reason)
+            return cls()
+        rows = data.get("rules", []) if isinstance(data, dict) else None
+        if not isinstance(rows, list):
+            report(cls.FILE, "rules", "expected a list of rules")
+            return cls()
+        rules = []
+        for i, row in enumerate(rows):
+            try:
+                rule = Rule.model_validate(row)
+            except ValidationError as exc:
+                for err in exc.errors(include_url=False):
+                    loc = ".".join(str(p) for p in err["loc"])
+                    report(cls.FILE, f"rules[{i}].{loc}", str(err["msg"]))
+                continue
+            if dirx.divisions and rule.area not in dirx.divisions:
+                report(cls.FILE, f"rules[{i}].area", f"{rule.area} is not in divisions.yaml")
+            rules.append(rule)
+        return cls(rules)

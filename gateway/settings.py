@@ -1,0 +1,217 @@
+"""Settings: one typed object, validated at start-up, from `gateway.yaml` and the environment.
+
+Precedence, highest first: explicit arguments (the command line), `WARNGATE_*`
+environment variables (nested keys joined by `__`, e.g. `WARNGATE_INGEST__MAX_BODY_BYTES`),
+`REDIS_URL`, the `gateway.yaml` file of the configuration directory, the defaults here.
+A bad value fails at start with its key name (`ConfigError`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gateway.errors import ConfigError, ConfigIssue
+
+__all__ = [
+    "DispatchSettings",
+    "EndpointSettings",
+    "IngestSettings",
+    "RedisSettings",
+    "RenderSettings",
+    "Settings",
+    "default_data_dir",
+    "load_settings",
+]
+
+SETTINGS_FILE = "gateway.yaml"
+
+
+def default_data_dir() -> Path:
+    """Where the embedded Redis keeps its append-only file: the user's state directory."""
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "warngate"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RedisSettings(_Section):
+    # None: start an embedded redis-server in data_dir (see gateway/redis_server.py).
+    url: SecretStr | None = None
+    # Every key starts with this; lets several gateways (or test runs) share one server.
+    prefix: str = Field(default="wg", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    command_timeout_s: float = Field(default=5.0, gt=0)
+
+
+class IngestSettings(_Section):
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    # Alerts whose info blocks carry no `expires` stay live this long.
+    default_lifetime_s: int = Field(default=24 * 3600, ge=60)
+    # CAP geocode valueNames read as Chinese division codes (case-insensitive).
+    geocode_names: list[str] = [
+        "CPEAS Geographic Code",
+        "GB/T 2260",
+        "GB2260",
+        "adcode",
+        "division",
+        "行政区划代码",
+    ]
+    # How often expired alerts are swept to the `expired` state.
+    expiry_sweep_s: float = Field(default=1.0, gt=0)
+
+
+class DispatchSettings(_Section):
+    """Planning and fan-out workers (used from the dispatch stage on)."""
+
+    workers: int = Field(default=1, ge=0)
+    # Recipients per stream entry for channels without a provider batch size.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    # A worker's pending entries idle this long are taken over by another worker.
+    claim_idle_s: float = Field(default=30.0, gt=0)
+    max_attempts: int = Field(default=8, ge=1)
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    block_ms: int = Field(default=1000, ge=10)
+
+
+class EndpointSettings(_Section):
+    """The village pull API (loudspeakers and screens)."""
+
+    max_wait_s: float = Field(default=60.0, gt=0)
+    keepalive_s: float = Field(default=15.0, gt=0)
+    # An endpoint whose last heartbeat is older than this counts as offline.
+    healthy_within_s: float = Field(default=900.0, gt=0)
+
+
+class RenderSettings(_Section):
+    """Channel limits checked after rendering (never silent truncation)."""
+
+    sms_max_segments: int = Field(default=4, ge=1, le=10)
+    loudspeaker_repeats: int = Field(default=2, ge=1, le=5)
+    loudspeaker_max_seconds: float = Field(default=240.0, gt=0)
+    app_max_chars: int = Field(default=4000, ge=100)
+
+
+def _default_templates() -> Path:
+    return Path(__file__).resolve().parent.parent / "templates"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="WARNGATE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    config_dir: Path = Path("config")
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+    data_dir: Path = Field(default_factory=default_data_dir)
+    log_level: str = Field(default="INFO", pattern=r"^(DEBUG|INFO|WARNING|ERROR)$")
+    redis: RedisSettings = RedisSettings()
+    ingest: IngestSettings = IngestSettings()
+    dispatch: DispatchSettings = DispatchSettings()
+    endpoints: EndpointSettings = EndpointSettings()
+    render: RenderSettings = RenderSettings()
+    templates_dir: Path = Field(default_factory=_default_templates)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The YAML file comes in through load_settings() as the lowest-priority layer.
+        return (init_settings, env_settings)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def read_yaml(path: Path) -> Any:
+    """Read one YAML file of a configuration directory; raise ConfigError naming it."""
+    try:
+        with path.open("rb") as fh:
+            return yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"line {mark.line + 1}" if mark else ""
+        raise ConfigError([ConfigIssue(path.name, where, f"not valid YAML: {exc}")]) from None
+    except OSError as exc:
+        raise ConfigError([ConfigIssue(path.name, "", f"cannot read: {exc}")]) from None
+
+
+def load_settings(config_dir: Path | str | None = None, **overrides: Any) -> Settings:
+    """Settings for a configuration directory, with the environment and `overrides` on top."""
+    directory = Path(config_dir or os.environ.get("WARNGATE_CONFIG") or "config")
+    file_data: dict[str, Any] = {}
+    path = directory / SETTINGS_FILE
+    if path.exists():
+        loaded = read_yaml(path)
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([ConfigIssue(SETTINGS_FILE, "", "must be a mapping of settings")])
+        file_data = loaded or {}
+    env_redis = os.environ.get("REDIS_URL")
+    if env_redis and not os.environ.get("WARNGATE_REDIS__URL"):
+        file_data = _merge(file_data, {"redis": {"url": env_redis}})
+    # Environment variables beat the file: drop file keys the environment sets.
+    data = _merge(file_data, {k: v for k, v in overrides.items() if v is not None})
+    data["config_dir"] = directory
+    env_keys = _env_paths()
+    data = _drop_paths(data, env_keys - _paths(overrides))
+    try:
+        return Settings(**data)
+    except ValidationError as exc:
+        issues = []
+        for err in exc.errors(include_url=False):
+            key = ".".join(str(p) for p in err["loc"])
+            source = "environment" if key in env_keys else SETTINGS_FILE
+            issues.append(ConfigIssue(source, key, str(err["msg"])))
+        raise ConfigError(issues) from None
+
+
+def _env_paths() -> set[str]:
+    out = set()
+    for name in os.environ:
+        if name.startswith("WARNGATE_") and name != "WARNGATE_CONFIG":
+            out.add(name.removeprefix("WARNGATE_").lower().replace("__", "."))
+    return out
+
+
+def _paths(data: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        out.add(path)
+        if isinstance(value, dict):
+            out |= _paths(value, path + ".")
+    return out
+
+
+def _drop_paths(data: dict[str, Any], paths: set[str], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if path in paths:
+            continue
+        out[key] = _drop_paths(value, paths, path + ".") if isinstance(value, dict) else value
+    return out

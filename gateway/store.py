@@ -1,0 +1,307 @@
+"""Storage: the only module that knows Redis key names, their shapes and the Lua scripts.
+
+Keys (all under the configured prefix `p`, default `wg`):
+
+    p:alert:{id}        hash   record (JSON), hash, state, superseded_by, cancelled_by,
+                               supersedes, unknown_refs, state_at
+    p:alerts            zset   every accepted alert id, scored by acceptance time (ms)
+    p:live              zset   ids in state `active`, scored by expiry time (ms)
+    p:q:plan:{lane}     stream accepted alerts waiting for planning; lane `hi` (red,
+                               orange) is always read before `lo` (yellow, blue)
+    p:events            stream lifecycle changes (accepted, updated, cancelled, expired)
+    p:audit             stream append-only: who posted what, and every state change
+
+Accepting an alert is one Lua script, so the record, the idempotency check (the alert id
+is derived from sender + identifier, so the record *is* the idempotency key), the
+lifecycle links and the queue entry are written together or not at all.
+
+The scripts build some key names from the prefix (the referenced alerts are passed as
+keys); this is fine for standalone Redis and Sentinel. Redis Cluster would need the
+keys of one alert chain in one hash slot, which warngate does not arrange yet.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal, cast
+
+import orjson
+from redis.asyncio import Redis
+
+from gateway.models import AlertRecord, AlertState
+
+__all__ = ["AcceptOutcome", "Store", "alert_id"]
+
+EVENTS_MAXLEN = 100_000
+
+
+def alert_id(sender: str, identifier: str) -> str:
+    """The gateway's id of an alert: derived from sender and identifier, so a repeated
+    post maps to the same record without any lookup table."""
+    digest = hashlib.sha256(f"{sender}\x00{identifier}".encode()).digest()[:15]
+    return "a" + base64.b32encode(digest).decode().lower()
+
+
+@dataclass(frozen=True)
+class AcceptOutcome:
+    """What the accept script did.
+
+    `kind`: `new` (stored and queued), `same` (identical alert already stored),
+    `conflict` (same sender+identifier, different content), `nothing` (a Cancel whose
+    references are all unknown; nothing stored).
+    """
+
+    kind: Literal["new", "same", "conflict", "nothing"]
+    id: str
+    known_refs: list[str] = field(default_factory=list)
+    unknown_refs: list[str] = field(default_factory=list)
+
+
+_ACCEPT = """
+-- KEYS: alert, alerts, live, queue, events, audit, ref alert keys...
+-- ARGV: id, hash, record, received_ms, expires_ms, msgType, state, events_maxlen,
+--       audit JSON, ref ids...
+local existing = redis.call('HGET', KEYS[1], 'hash')
+if existing then
+  if existing == ARGV[2] then return {'same'} end
+  return {'conflict'}
+end
+local id, msgtype, now = ARGV[1], ARGV[6], ARGV[4]
+-- cjson writes an empty table as {}; the readers want [].
+local function arr(t) if #t == 0 then return '[]' end return cjson.encode(t) end
+local known, unknown = {}, {}
+for i = 7, #KEYS do
+  local ref = ARGV[i + 3]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    table.insert(known, ref)
+  else
+    table.insert(unknown, ref)
+  end
+end
+if msgtype == 'Cancel' and #known == 0 then
+  return {'nothing', arr(unknown)}
+end
+local function event(kind, target)
+  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
+             'event', kind, 'id', target, 'by', id, 'at', now)
+  redis.call('XADD', KEYS[6], '*', 'event', kind, 'id', target, 'by', id, 'at', now)
+end
+for i = 7, #KEYS do
+  local ref = ARGV[i + 3]
+  if redis.call('EXISTS', KEYS[i]) == 1 then
+    local state = redis.call('HGET', KEYS[i], 'state')
+    if msgtype == 'Cancel' then
+      redis.call('HSET', KEYS[i], 'cancelled_by', id)
+      if state ~= 'cancelled' then
+        redis.call('HSET', KEYS[i], 'state', 'cancelled', 'state_at', now)
+        redis.call('ZREM', KEYS[3], ref)
+        event('cancelled', ref)
+      end
+    else
+      redis.call('HSET', KEYS[i], 'superseded_by', id)
+      if state == 'active' then
+        redis.call('HSET', KEYS[i], 'state', 'updated', 'state_at', now)
+        redis.call('ZREM', KEYS[3], ref)
+        event('updated', ref)
+      end
+    end
+  end
+end
+redis.call('HSET', KEYS[1], 'record', ARGV[3], 'hash', ARGV[2], 'state', ARGV[7],
+           'state_at', now, 'supersedes', arr(known),
+           'unknown_refs', arr(unknown))
+redis.call('ZADD', KEYS[2], now, id)
+if ARGV[7] == 'active' then redis.call('ZADD', KEYS[3], ARGV[5], id) end
+redis.call('XADD', KEYS[4], '*', 'id', id, 'msgType', msgtype)
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
+           'event', 'accepted', 'id', id, 'by', id, 'at', now)
+local audit = cjson.decode(ARGV[9])
+local fields = {}
+for k, v in pairs(audit) do table.insert(fields, k); table.insert(fields, tostring(v)) end
+redis.call('XADD', KEYS[6], '*', unpack(fields))
+return {'new', arr(known), arr(unknown)}
+"""
+
+_SWEEP = """
+-- KEYS: live, events, audit; ARGV: now_ms, alert key prefix, events_maxlen, limit
+local ids = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, ARGV[4])
+local done = {}
+for _, id in ipairs(ids) do
+  local key = ARGV[2] .. id
+  redis.call('ZREM', KEYS[1], id)
+  if redis.call('HGET', key, 'state') == 'active' then
+    redis.call('HSET', key, 'state', 'expired', 'state_at', ARGV[1])
+    redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[3], '*',
+               'event', 'expired', 'id', id, 'by', id, 'at', ARGV[1])
+    redis.call('XADD', KEYS[3], '*', 'event', 'expired', 'id', id, 'by', id, 'at', ARGV[1])
+    table.insert(done, id)
+  end
+end
+return done
+"""
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class Store:
+    """Typed access to everything warngate keeps in Redis."""
+
+    def __init__(self, redis: Redis, prefix: str = "wg") -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._accept = redis.register_script(_ACCEPT)
+        self._sweep = redis.register_script(_SWEEP)
+
+    # -- key names ------------------------------------------------------------------
+
+    def k(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    def k_alert(self, alert: str) -> str:
+        return self.k("alert", alert)
+
+    def k_plan_queue(self, lane: str) -> str:
+        return self.k("q", "plan", lane)
+
+    @property
+    def k_events(self) -> str:
+        return self.k("events")
+
+    @property
+    def k_audit(self) -> str:
+        return self.k("audit")
+
+    # -- alerts ---------------------------------------------------------------------
+
+    async def ping(self) -> bool:
+        return bool(await self.redis.ping())
+
+    async def accept(
+        self, record: AlertRecord, refs: Sequence[str], audit: dict[str, Any]
+    ) -> AcceptOutcome:
+        """Store a new alert, link it to the alerts it references and queue it, atomically."""
+        lane = "hi" if record.level.high_priority else "lo"
+        initial = AlertState.CANCELLED if record.alert.msgType.value == "Cancel" else record.state
+        keys = [
+            self.k_alert(record.id),
+            self.k("alerts"),
+            self.k("live"),
+            self.k_plan_queue(lane),
+            self.k_events,
+            self.k_audit,
+            *(self.k_alert(r) for r in refs),
+        ]
+        received = int(record.received.timestamp() * 1000)
+        args: list[Any] = [
+            record.id,
+            record.content_hash,
+            record.model_dump_json(),
+            received,
+            int(record.expires.timestamp() * 1000),
+            record.alert.msgType.value,
+            initial.value,
+            EVENTS_MAXLEN,
+            orjson.dumps(audit).decode(),
+            *refs,
+        ]
+        result = await self._accept(keys=keys, args=args)
+        kind = result[0]
+        if kind == "new":
+            return AcceptOutcome("new", record.id, orjson.loads(result[1]), orjson.loads(result[2]))
+        if kind == "nothing":
+            return AcceptOutcome("nothing", record.id, [], orjson.loads(result[1]))
+        return AcceptOutcome(kind, record.id)
+
+    async def get_alert(self, alert: str, *, now: datetime | None = None) -> AlertRecord | None:
+        raw = cast(dict[str, str], await self.redis.hgetall(self.k_alert(alert)))
+        if not raw:
+            return None
+        return self._record(raw, now)
+
+    async def get_alerts(
+        self, ids: Sequence[str], *, now: datetime | None = None
+    ) -> list[AlertRecord]:
+        if not ids:
+            return []
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for alert in ids:
+                pipe.hgetall(self.k_alert(alert))
+            rows = await pipe.execute()
+        return [self._record(raw, now) for raw in rows if raw]
+
+    def _record(self, raw: dict[str, str], now: datetime | None) -> AlertRecord:
+        data = orjson.loads(raw["record"])
+        data["state"] = raw["state"]
+        data["superseded_by"] = raw.get("superseded_by") or None
+        data["cancelled_by"] = raw.get("cancelled_by") or None
+        data["supersedes"] = orjson.loads(raw.get("supersedes", "[]"))
+        data["unknown_references"] = orjson.loads(raw.get("unknown_refs", "[]"))
+        record = AlertRecord.model_validate(data)
+        # The sweeper marks expiry within a second; reads never show a stale `active`.
+        when = now or datetime.now(UTC)
+        if record.state is AlertState.ACTIVE and record.expires <= when:
+            record = record.model_copy(update={"state": AlertState.EXPIRED})
+        return record
+
+    async def list_alerts(
+        self,
+        *,
+        state: AlertState | None = None,
+        agency: str | None = None,
+        limit: int = 100,
+        now: datetime | None = None,
+    ) -> list[AlertRecord]:
+        """Newest first. `state=active` reads the live index; other states scan recent ids."""
+        when = now or datetime.now(UTC)
+        if state is AlertState.ACTIVE:
+            ids = cast(
+                list[str],
+                await self.redis.zrangebyscore(
+                    self.k("live"), int(when.timestamp() * 1000) + 1, "+inf"
+                ),
+            )
+        else:
+            ids = cast(
+                list[str],
+                await self.redis.zrevrange(self.k("alerts"), 0, max(limit * 10, 1000) - 1),
+            )
+        records = await self.get_alerts(ids, now=when)
+        out = [
+            r
+            for r in records
+            if (state is None or r.state is state) and (agency is None or r.agency == agency)
+        ]
+        out.sort(key=lambda r: r.received, reverse=True)
+        return out[:limit]
+
+    async def sweep_expired(self, *, now: datetime | None = None, limit: int = 500) -> list[str]:
+        """Move alerts past their expiry to `expired`; safe to run in every process."""
+        when = int((now or datetime.now(UTC)).timestamp() * 1000)
+        done = await self._sweep(
+            keys=[self.k("live"), self.k_events, self.k_audit],
+            args=[when, self.k_alert(""), EVENTS_MAXLEN, limit],
+        )
+        return list(done)
+
+    async def audit(self, count: int = 100) -> list[dict[str, str]]:
+        """The most recent audit entries, newest first."""
+        rows = cast(
+            list[tuple[str, dict[str, str]]], await self.redis.xrevrange(self.k_audit, count=count)
+        )
+        return [{"entry": entry_id, **fields} for entry_id, fields in rows]
+
+    async def events_since(
+        self, last_id: str = "0-0", count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        rows = cast(
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrange(self.k_events, min=f"({last_id}", count=count),
+        )
+        return [(entry_id, fields) for entry_id, fields in rows]

@@ -1,0 +1,108 @@
+"""The CAP codec on its own: XML ⇄ model, schema notes, and `warngate validate`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gateway.cap import decode, decode_xml, encode_xml, to_alert
+from gateway.cli import main
+from gateway.errors import BadRequest, Unprocessable
+from gateway.models import Alert
+from tests import alerts as A
+from tests.conftest import ROOT, SAMPLE_CONFIG
+
+SIGNED = ROOT / "tests/data/rainstorm_red_signed.xml"
+
+
+def test_xml_round_trip_keeps_every_element() -> None:
+    data = A.alert(
+        infos=[A.info(polygon="44.0,87.2 44.1,87.2 44.1,87.3 44.0,87.2", circle="44.0,87.3 5")]
+    )
+    data["references"] = "a@b,X1,2026-07-01T12:00:00+08:00 a@b,X2,2026-07-01T13:00:00+08:00"
+    data["msgType"] = "Update"
+    model = Alert.model_validate(data)
+    xml = encode_xml(model)
+    parsed, notes = decode_xml(xml)
+    assert notes == []
+    assert to_alert(parsed) == model
+    assert to_alert(parsed).to_cap_dict() == model.to_cap_dict()
+
+
+def test_json_and_xml_of_the_same_alert_give_the_same_model() -> None:
+    data = A.alert()
+    from_json = to_alert(decode(__import__("orjson").dumps(data), "application/json").data)
+    from_xml = to_alert(decode(A.to_xml(data), "application/cap+xml; charset=utf-8").data)
+    assert from_json == from_xml
+
+
+def test_wrapped_json_and_single_values_are_read() -> None:
+    data = A.alert()
+    data["info"] = data["info"][0]  # a bare object where CAP allows many
+    data["info"]["category"] = "Met"
+    body = __import__("orjson").dumps({"alert": data})
+    alert = to_alert(decode(body, "application/json").data)
+    assert alert.info[0].category[0].value == "Met"
+
+
+def test_z_time_and_foreign_elements_are_schema_notes() -> None:
+    xml = A.to_xml(A.alert()).replace(b"-00:00</sent>", b"Z</sent>")
+    xml = xml.replace(b"<scope>", b'<x:extra xmlns:x="urn:other">1</x:extra><scope>')
+    data, notes = decode_xml(xml)
+    msgs = {n.loc: n.msg for n in notes}
+    assert "CAP 1.2 writes times" in msgs["alert.sent"]
+    assert "not allowed here" in msgs["alert.extra"]
+    to_alert(data)  # still a valid alert
+
+
+def test_repeated_single_element_is_a_note() -> None:
+    xml = A.to_xml(A.alert()).replace(b"<scope>Public</scope>", b"<scope>Public</scope>" * 2)
+    _, notes = decode_xml(xml)
+    assert any("only once" in n.msg for n in notes)
+
+
+def test_hostile_xml_raises_bad_request() -> None:
+    with pytest.raises(BadRequest) as info:
+        decode_xml(b'<!DOCTYPE a [<!ENTITY b "c">]><a>&b;</a>')
+    assert info.value.code == "hostile-xml"
+
+
+def test_invalid_alert_lists_every_error() -> None:
+    data = A.alert()
+    data["status"] = "Nope"
+    data["info"][0]["urgency"] = "Nope"
+    with pytest.raises(Unprocessable) as info:
+        to_alert(data)
+    assert {e.loc for e in info.value.errors} == {"status", "info[0].urgency"}
+
+
+def test_validate_cli_reports_ok_problems_and_gateway_rules(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bad = tmp_path / "bad.xml"
+    bad.write_bytes(
+        A.to_xml(A.alert()).replace(b"<urgency>Immediate</urgency>", b"<urgency>Now</urgency>")
+    )
+    unordered = tmp_path / "order.xml"
+    unordered.write_bytes(
+        A.to_xml(A.alert())
+        .replace(b"<scope>Public</scope>", b"")
+        .replace(b"</info>", b"</info><scope>Public</scope>")
+    )
+    unknown = tmp_path / "unknown.json"
+    data = A.alert()
+    data["info"][0].update(eventCode=[], event="Meteor shower")
+    unknown.write_bytes(__import__("orjson").dumps(data))
+
+    assert main(["validate", str(SIGNED)]) == 0
+    assert f"{SIGNED}: OK" in capsys.readouterr().out
+
+    assert main(["validate", str(bad), str(unordered), str(unknown)]) == 1
+    out = capsys.readouterr().out
+    assert "info[0].urgency" in out
+    assert "alert.scope: <scope> is out of the order" in out
+    assert f"{unknown}: OK" in out  # plain CAP check: the hazard is not CAP's business
+
+    assert main(["validate", "--config", str(SAMPLE_CONFIG), str(unknown)]) == 1
+    assert "unknown hazard" in capsys.readouterr().out
