@@ -1,7 +1,8 @@
 """App: `create_app` is the one place that wires Redis, stages, workers and metrics.
 
 Each resource lives in one cleanup-context generator: opened before `yield`, closed
-after. Tests build the app through the same factory.
+after. Tests build the app through the same factory; `warngate worker` runs the same
+application without an HTTP listener.
 """
 
 from __future__ import annotations
@@ -9,22 +10,37 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+import os
+import secrets
+import socket
+from collections.abc import AsyncIterator, Callable
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
-from gateway.api import problem_middleware, routes
+from gateway.api import all_routes, problem_middleware
+from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
+from gateway.dispatch import Sender, Workers, build_adapters
+from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
-from gateway.keys import CONFIG, INGESTOR, METRICS, REDIS, STORE
+from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
 from gateway.metrics import Metrics
+from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
+from gateway.render import Renderer
 from gateway.store import Store
 
-__all__ = ["create_app", "open_redis"]
+__all__ = ["WORKERS", "consumer_name", "create_app", "open_redis"]
 
 log = logging.getLogger("warngate.app")
+WORKERS: web.AppKey[Workers] = web.AppKey("workers")
+
+
+def consumer_name() -> str:
+    """A consumer name unique to this process (stream entries it takes are its own)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
 
 
 @contextlib.asynccontextmanager
@@ -43,6 +59,7 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
         socket_connect_timeout=settings.redis.connect_timeout_s,
         socket_timeout=settings.redis.command_timeout_s,
         health_check_interval=30,
+        max_connections=256,
     )
     try:
         yield client
@@ -52,20 +69,39 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
             await asyncio.to_thread(embedded.stop)
 
 
-def create_app(config: Config, *, background: bool = True) -> web.Application:
+def create_app(
+    config: Config, *, background: bool = True, workers: int | None = None
+) -> web.Application:
     """The gateway as an aiohttp application.
 
-    `background=False` leaves out the periodic tasks (expiry sweeper, workers), for
-    tests that drive each stage themselves.
+    `background=False` leaves out every periodic task (expiry sweeper, dispatch
+    workers), for tests that drive each stage themselves. `workers` overrides
+    `dispatch.workers` (0: this process only answers HTTP).
     """
     app = web.Application(middlewares=[problem_middleware], client_max_size=1024**2 * 4)
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    s = config.settings
+    app[RENDERER] = Renderer(s.templates_dir, config.hazards, config.directory, s.render)
     app.cleanup_ctx.append(_redis_ctx)
+    app.cleanup_ctx.append(_http_ctx)
+    app.cleanup_ctx.append(_hub_ctx)
+    n_workers = s.dispatch.workers if workers is None else workers
     if background:
         app.cleanup_ctx.append(_sweeper_ctx)
-    app.add_routes(routes)
+        if n_workers > 0:
+            app.cleanup_ctx.append(_workers_ctx(n_workers))
+    app.add_routes(all_routes())
     return app
+
+
+def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
+    """Planner, sender and worker loops on this app's resources (not started)."""
+    config, store, metrics = app[CONFIG], app[STORE], app[METRICS]
+    name = consumer or consumer_name()
+    sender = Sender(config, store, metrics, build_adapters(config, app[HTTP]), name)
+    planner = Planner(config, store, app[RENDERER], metrics, sender.batch_sizes())
+    return Workers(config, store, planner, sender, metrics, name)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -75,7 +111,35 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
         store = Store(client, config.settings.redis.prefix)
         app[STORE] = store
         app[INGESTOR] = Ingestor(config, store)
+        app[DESK] = ReceiptDesk(config, store, app[METRICS])
         yield
+
+
+async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
+    connector = aiohttp.TCPConnector(limit=200, limit_per_host=100)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        app[HTTP] = session
+        yield
+
+
+async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
+    config = app[CONFIG]
+    hub = EndpointHub(app[STORE], config.directory, config.settings.endpoints, app[METRICS])
+    app[HUB] = hub
+    await hub.start()
+    yield
+    await hub.close()
+
+
+def _workers_ctx(planners: int) -> Callable[[web.Application], AsyncIterator[None]]:
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        workers = build_workers(app)
+        app[WORKERS] = workers
+        await workers.start(planners=planners)
+        yield
+        await workers.close()
+
+    return ctx
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -95,6 +159,7 @@ async def _sweep_forever(app: web.Application) -> None:
             if expired:
                 metrics.alerts_expired.inc(len(expired))
                 log.info("expired: %s", ", ".join(expired))
+            metrics.live_alerts.set(await store.live_count())
         except Exception:
             log.exception("expiry sweep failed; retrying")
         await asyncio.sleep(every)

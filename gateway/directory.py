@@ -24,6 +24,7 @@ from shapely.geometry.base import BaseGeometry
 
 from gateway import codes
 from gateway.codes import Tier
+from gateway.models import Channel
 
 __all__ = [
     "Channel",
@@ -39,16 +40,6 @@ __all__ = [
 ]
 
 KM_PER_DEGREE = 111.32
-
-
-class Channel(StrEnum):
-    """Delivery channels. Loudspeakers and displays pull; the others are pushed."""
-
-    SMS = "sms"
-    APP = "app"
-    LOUDSPEAKER = "loudspeaker"
-    DISPLAY = "display"
-    MESSENGER = "messenger"
 
 
 class EndpointKind(StrEnum):

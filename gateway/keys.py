@@ -4,19 +4,36 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from aiohttp import web
+from aiohttp import ClientSession, web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
+    from gateway.callbacks import ReceiptDesk
     from gateway.config import Config
+    from gateway.endpoints import EndpointHub
     from gateway.ingest import Ingestor
     from gateway.metrics import Metrics
+    from gateway.render import Renderer
     from gateway.store import Store
 
-__all__ = ["CONFIG", "INGESTOR", "METRICS", "REDIS", "STORE"]
+__all__ = [
+    "CONFIG",
+    "DESK",
+    "HTTP",
+    "HUB",
+    "INGESTOR",
+    "METRICS",
+    "REDIS",
+    "RENDERER",
+    "STORE",
+]
 
 CONFIG: web.AppKey[Config] = web.AppKey("config")
 REDIS: web.AppKey[Redis] = web.AppKey("redis")
 STORE: web.AppKey[Store] = web.AppKey("store")
 METRICS: web.AppKey[Metrics] = web.AppKey("metrics")
 INGESTOR: web.AppKey[Ingestor] = web.AppKey("ingestor")
+RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
+HUB: web.AppKey[EndpointHub] = web.AppKey("endpoint-hub")
+HTTP: web.AppKey[ClientSession] = web.AppKey("http-client")
+DESK: web.AppKey[ReceiptDesk] = web.AppKey("receipt-desk")

@@ -6,13 +6,66 @@ channels and states from enums, reasons from the stable error codes.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_LATEST
+import bisect
+import threading
+from collections.abc import Iterator, Sequence
 
-__all__ = ["CONTENT_TYPE_LATEST", "Metrics"]
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client.core import HistogramMetricFamily
+from prometheus_client.exposition import CONTENT_TYPE_LATEST
+from prometheus_client.registry import Collector
+
+__all__ = ["CONTENT_TYPE_LATEST", "Metrics", "WeightedHistogram"]
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 DELIVERY_BUCKETS = (0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800)
+
+
+class WeightedHistogram(Collector):
+    """A histogram that takes one observation for many events at once.
+
+    A batch of 500 recipients sent together has one latency; observing it 500 times
+    through prometheus_client would cost a call per recipient on the hot path.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        labelnames: Sequence[str],
+        buckets: Sequence[float],
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name = name
+        self.documentation = documentation
+        self.labelnames = list(labelnames)
+        self.bounds = [*sorted(buckets), float("inf")]
+        self._series: dict[tuple[str, ...], tuple[list[int], list[float]]] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe(self, labels: Sequence[str], value: float, count: int = 1) -> None:
+        if count <= 0:
+            return
+        key = tuple(labels)
+        with self._lock:
+            counts, total = self._series.setdefault(key, ([0] * len(self.bounds), [0.0]))
+            counts[bisect.bisect_left(self.bounds, value)] += count
+            total[0] += value * count
+
+    def collect(self) -> Iterator[HistogramMetricFamily]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
+        with self._lock:
+            for key, (counts, total) in sorted(self._series.items()):
+                cumulative, buckets = 0, []
+                for bound, n in zip(self.bounds, counts, strict=True):
+                    cumulative += n
+                    buckets.append(("+Inf" if bound == float("inf") else str(bound), cumulative))
+                family.add_metric(list(key), buckets, total[0])
+        yield family
+
+    def describe(self) -> Iterator[HistogramMetricFamily]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=self.labelnames)
 
 
 class Metrics:
@@ -58,6 +111,98 @@ class Metrics:
         self.live_alerts = Gauge(
             "warngate_live_alerts",
             "Alerts in the active state, as last counted.",
+            registry=r,
+        )
+
+        # -- dispatch ------------------------------------------------------------------
+        self.plans = Counter(
+            "warngate_plans_total",
+            "Alert versions planned, by outcome (planned, skipped, failed).",
+            ["outcome"],
+            registry=r,
+        )
+        self.plan_seconds = Histogram(
+            "warngate_plan_seconds",
+            "Time to plan, render and enqueue one alert version.",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+            registry=r,
+        )
+        self.deliveries = Counter(
+            "warngate_deliveries_total",
+            "Delivery state changes, by channel, provider ('-' for pull channels) and state.",
+            ["channel", "provider", "state"],
+            registry=r,
+        )
+        self.send_attempts = Counter(
+            "warngate_send_attempts_total",
+            "Provider calls, by channel, provider and outcome (ok, retryable, permanent).",
+            ["channel", "provider", "outcome"],
+            registry=r,
+        )
+        self.send_retries = Counter(
+            "warngate_send_retries_total",
+            "Provider calls that were retried after a wait.",
+            ["channel"],
+            registry=r,
+        )
+        self.dead_letters = Counter(
+            "warngate_dead_letters_total",
+            "Batches that exhausted their attempts or their alert's lifetime.",
+            ["channel", "code"],
+            registry=r,
+        )
+        self.suppressed = Counter(
+            "warngate_deliveries_suppressed_total",
+            "Deliveries not sent on purpose, by channel and reason.",
+            ["channel", "reason"],
+            registry=r,
+        )
+        self.render_fallbacks = Counter(
+            "warngate_render_fallbacks_total",
+            "Messages rendered in another language than the one asked for.",
+            ["channel", "requested", "used"],
+            registry=r,
+        )
+        self.render_failures = Counter(
+            "warngate_render_failures_total",
+            "Messages that could not be rendered (missing template, over a limit).",
+            ["channel", "code"],
+            registry=r,
+        )
+        self.latency = WeightedHistogram(
+            "warngate_delivery_latency_seconds",
+            "Time from acceptance of the alert to a delivery reaching a state.",
+            ["channel", "state"],
+            DELIVERY_BUCKETS,
+            r,
+        )
+        self.queue_depth = Gauge(
+            "warngate_queue_depth",
+            "Stream entries waiting (lag) or taken but not acknowledged (pending).",
+            ["queue", "kind"],
+            registry=r,
+        )
+        self.circuit_state = Gauge(
+            "warngate_circuit_state",
+            "Provider circuit breaker: 0 closed, 1 open, 2 half-open.",
+            ["provider"],
+            registry=r,
+        )
+        self.failovers = Counter(
+            "warngate_failovers_total",
+            "Batches sent through a secondary provider because the primary's circuit was open.",
+            ["channel", "primary", "secondary"],
+            registry=r,
+        )
+        self.receipts = Counter(
+            "warngate_receipts_total",
+            "Receipts received, by channel and source (provider, endpoint, relay).",
+            ["channel", "source"],
+            registry=r,
+        )
+        self.endpoints_connected = Gauge(
+            "warngate_endpoints_connected",
+            "Devices holding a long-poll or event stream open on this process.",
             registry=r,
         )
 

@@ -23,6 +23,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    SecretStr,
     field_serializer,
     field_validator,
     model_validator,
@@ -35,10 +36,12 @@ __all__ = [
     "Area",
     "Category",
     "Certainty",
+    "Channel",
     "Info",
     "Level",
     "MsgType",
     "NamedValue",
+    "ProviderConfig",
     "Reference",
     "Resource",
     "ResponseType",
@@ -145,6 +148,35 @@ class Level(StrEnum):
 
 
 _LEVEL_RANK = {Level.RED: 1, Level.ORANGE: 2, Level.YELLOW: 3, Level.BLUE: 4}
+
+
+class Channel(StrEnum):
+    """Delivery channels. Loudspeakers and displays pull; the others are pushed."""
+
+    SMS = "sms"
+    APP = "app"
+    LOUDSPEAKER = "loudspeaker"
+    DISPLAY = "display"
+    MESSENGER = "messenger"
+
+
+class ProviderConfig(BaseModel):
+    """One provider (an SMS gateway, a push service) as configured in gateway.yaml."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: str = Field(pattern=r"^(sms_http|app_http)$")
+    url: str = Field(pattern=r"^https?://")
+    auth_header: str = "Authorization"
+    auth_value: SecretStr | None = None
+    # Recipients per provider call, and messages per second for all workers together.
+    batch_size: int = Field(default=500, ge=1, le=10_000)
+    rate_per_s: float = Field(default=1000.0, gt=0)
+    timeout_s: float = Field(default=10.0, gt=0)
+    # Shared secret a provider sends in X-Callback-Token with delivery receipts.
+    callback_token: SecretStr | None = None
+    # Provider status words → receipt states, on top of the common defaults.
+    statuses: dict[str, str] = {}
 
 
 class AlertState(StrEnum):

@@ -13,12 +13,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError, ConfigIssue
+from gateway.models import Channel, ProviderConfig
 
 __all__ = [
+    "BreakerSettings",
+    "ChannelRoute",
     "DispatchSettings",
     "EndpointSettings",
     "IngestSettings",
@@ -68,10 +71,41 @@ class IngestSettings(_Section):
     expiry_sweep_s: float = Field(default=1.0, gt=0)
 
 
-class DispatchSettings(_Section):
-    """Planning and fan-out workers (used from the dispatch stage on)."""
+class BreakerSettings(_Section):
+    """When a primary provider counts as failing, and for how long traffic moves away."""
 
+    window_s: float = Field(default=30.0, gt=0)
+    error_rate: float = Field(default=0.5, gt=0, le=1)
+    min_calls: int = Field(default=6, ge=1)
+    cooldown_s: float = Field(default=30.0, gt=0)
+
+
+class ChannelRoute(_Section):
+    primary: str
+    secondary: str | None = None
+    breaker: BreakerSettings = BreakerSettings()
+
+
+_ROUTE_KINDS = {
+    Channel.SMS: "sms_http",
+    Channel.MESSENGER: "sms_http",
+    Channel.APP: "app_http",
+}
+
+
+class DispatchSettings(_Section):
+    """Planning and fan-out workers."""
+
+    # Worker tasks run inside `warngate serve`; 0 leaves all work to `warngate worker`.
     workers: int = Field(default=1, ge=0)
+    # Provider calls in flight per channel and worker.
+    concurrency: int = Field(default=8, ge=1, le=256)
+    # No more than this many messages to one phone per hour, across alerts (SMS)...
+    recipient_hourly_limit: int = Field(default=6, ge=1)
+    # ...except red alerts, which always go.
+    red_overrides_limit: bool = True
+    # Messenger reach: persons per household told, unless the unit says otherwise.
+    household_size: float = Field(default=2.8, gt=0)
     # Recipients per stream entry for channels without a provider batch size.
     batch_size: int = Field(default=500, ge=1, le=10_000)
     # A worker's pending entries idle this long are taken over by another worker.
@@ -123,6 +157,26 @@ class Settings(BaseSettings):
     endpoints: EndpointSettings = EndpointSettings()
     render: RenderSettings = RenderSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
+    providers: dict[str, ProviderConfig] = {}
+    channels: dict[Channel, ChannelRoute] = {}
+    # Secret for relay-task codes and other derived tokens; set it in production.
+    secret: SecretStr = SecretStr("warngate-demo-secret-change-me")
+
+    @model_validator(mode="after")
+    def _routes_name_providers(self) -> Settings:
+        for channel, route in self.channels.items():
+            if channel not in _ROUTE_KINDS:
+                raise ValueError(f"channels.{channel}: pull channels have no provider")
+            for name in filter(None, (route.primary, route.secondary)):
+                provider = self.providers.get(name)
+                if provider is None:
+                    raise ValueError(f"channels.{channel}: unknown provider {name!r}")
+                if provider.kind != _ROUTE_KINDS[channel]:
+                    raise ValueError(
+                        f"channels.{channel}: provider {name!r} is {provider.kind},"
+                        f" needs {_ROUTE_KINDS[channel]}"
+                    )
+        return self
 
     @classmethod
     def settings_customise_sources(

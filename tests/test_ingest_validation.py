@@ -174,6 +174,12 @@ async def test_invalid_alert_is_422_naming_the_field(
     assert await keys_under(redis, prefix) == []
 
 
+async def test_numbers_beyond_64_bits_are_a_clean_error(client: Client) -> None:
+    body = orjson.dumps(A.alert()).replace(b'"Public"', b"123456789012345678901234567890")
+    resp = await client.post(ALERTS, data=body, headers=A.json_headers())
+    assert resp.status in (400, 422)
+
+
 async def test_same_rules_apply_to_xml(client: Client) -> None:
     xml = A.to_xml(A.alert()).replace(b"<urgency>Immediate</urgency>", b"<urgency>Now</urgency>")
     resp = await client.post(ALERTS, data=xml, headers=A.xml_headers())
@@ -231,7 +237,7 @@ async def test_default_language_is_en_us(client: Client) -> None:
 JUNK = st.one_of(
     st.none(),
     st.booleans(),
-    st.integers(),
+    st.integers(min_value=-(2**63), max_value=2**63 - 1),
     st.floats(allow_nan=True),
     st.text(max_size=30),
     st.lists(st.text(max_size=5), max_size=3),

@@ -1,15 +1,4 @@
-"""Storage: the only module that knows Redis key names, their shapes and the Lua scripts.
-
-Keys (all under the configured prefix `p`, default `wg`):
-
-    p:alert:{id}        hash   record (JSON), hash, state, superseded_by, cancelled_by,
-                               supersedes, unknown_refs, state_at
-    p:alerts            zset   every accepted alert id, scored by acceptance time (ms)
-    p:live              zset   ids in state `active`, scored by expiry time (ms)
-    p:q:plan:{lane}     stream accepted alerts waiting for planning; lane `hi` (red,
-                               orange) is always read before `lo` (yellow, blue)
-    p:events            stream lifecycle changes (accepted, updated, cancelled, expired)
-    p:audit             stream append-only: who posted what, and every state change
+"""Storage: alerts — the atomic accept script, records, listing and the expiry sweep.
 
 Accepting an alert is one Lua script, so the record, the idempotency check (the alert id
 is derived from sender + identifier, so the record *is* the idempotency key), the
@@ -24,18 +13,18 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal, cast
+from typing import Any, ClassVar, Literal, cast
 
 import orjson
-from redis.asyncio import Redis
+from redis.commands.core import AsyncScript
 
 from gateway.models import AlertRecord, AlertState
+from gateway.store.base import StoreBase
 
-__all__ = ["AcceptOutcome", "Store", "alert_id"]
+__all__ = ["AcceptOutcome", "AlertStore", "alert_id"]
 
 EVENTS_MAXLEN = 100_000
 
@@ -113,7 +102,7 @@ for i = 7, #KEYS do
   end
 end
 redis.call('HSET', KEYS[1], 'record', ARGV[3], 'hash', ARGV[2], 'state', ARGV[7],
-           'state_at', now, 'supersedes', arr(known),
+           'state_at', now, 'expires', ARGV[5], 'received', now, 'supersedes', arr(known),
            'unknown_refs', arr(unknown))
 redis.call('ZADD', KEYS[2], now, id)
 if ARGV[7] == 'active' then redis.call('ZADD', KEYS[3], ARGV[5], id) end
@@ -146,39 +135,12 @@ return done
 """
 
 
-def now_ms() -> int:
-    return int(time.time() * 1000)
+class AlertStore(StoreBase):
+    """Alerts and their lifecycle."""
 
-
-class Store:
-    """Typed access to everything warngate keeps in Redis."""
-
-    def __init__(self, redis: Redis, prefix: str = "wg") -> None:
-        self.redis = redis
-        self.prefix = prefix
-        self._accept = redis.register_script(_ACCEPT)
-        self._sweep = redis.register_script(_SWEEP)
-
-    # -- key names ------------------------------------------------------------------
-
-    def k(self, *parts: str) -> str:
-        return ":".join((self.prefix, *parts))
-
-    def k_alert(self, alert: str) -> str:
-        return self.k("alert", alert)
-
-    def k_plan_queue(self, lane: str) -> str:
-        return self.k("q", "plan", lane)
-
-    @property
-    def k_events(self) -> str:
-        return self.k("events")
-
-    @property
-    def k_audit(self) -> str:
-        return self.k("audit")
-
-    # -- alerts ---------------------------------------------------------------------
+    SCRIPTS: ClassVar[dict[str, str]] = {"_accept": _ACCEPT, "_sweep": _SWEEP}
+    _accept: AsyncScript
+    _sweep: AsyncScript
 
     async def ping(self) -> bool:
         return bool(await self.redis.ping())
@@ -190,13 +152,13 @@ class Store:
         lane = "hi" if record.level.high_priority else "lo"
         initial = AlertState.CANCELLED if record.alert.msgType.value == "Cancel" else record.state
         keys = [
-            self.k_alert(record.id),
-            self.k("alerts"),
-            self.k("live"),
-            self.k_plan_queue(lane),
-            self.k_events,
-            self.k_audit,
-            *(self.k_alert(r) for r in refs),
+            self.keys.alert(record.id),
+            self.keys.alerts,
+            self.keys.live,
+            self.keys.plan_queue(lane),
+            self.keys.events,
+            self.keys.audit,
+            *(self.keys.alert(r) for r in refs),
         ]
         received = int(record.received.timestamp() * 1000)
         args: list[Any] = [
@@ -220,10 +182,19 @@ class Store:
         return AcceptOutcome(kind, record.id)
 
     async def get_alert(self, alert: str, *, now: datetime | None = None) -> AlertRecord | None:
-        raw = cast(dict[str, str], await self.redis.hgetall(self.k_alert(alert)))
+        raw = cast(dict[str, str], await self.redis.hgetall(self.keys.alert(alert)))
         if not raw:
             return None
         return self._record(raw, now)
+
+    async def lifecycle(self, alert: str) -> tuple[str, int, int] | None:
+        """(state, expires ms, received ms) without reading the whole record."""
+        state, expires, received = await self.redis.hmget(
+            self.keys.alert(alert), ["state", "expires", "received"]
+        )
+        if state is None:
+            return None
+        return str(state), int(expires or 0), int(received or 0)
 
     async def get_alerts(
         self, ids: Sequence[str], *, now: datetime | None = None
@@ -232,7 +203,7 @@ class Store:
             return []
         async with self.redis.pipeline(transaction=False) as pipe:
             for alert in ids:
-                pipe.hgetall(self.k_alert(alert))
+                pipe.hgetall(self.keys.alert(alert))
             rows = await pipe.execute()
         return [self._record(raw, now) for raw in rows if raw]
 
@@ -264,13 +235,13 @@ class Store:
             ids = cast(
                 list[str],
                 await self.redis.zrangebyscore(
-                    self.k("live"), int(when.timestamp() * 1000) + 1, "+inf"
+                    self.keys.live, int(when.timestamp() * 1000) + 1, "+inf"
                 ),
             )
         else:
             ids = cast(
                 list[str],
-                await self.redis.zrevrange(self.k("alerts"), 0, max(limit * 10, 1000) - 1),
+                await self.redis.zrevrange(self.keys.alerts, 0, max(limit * 10, 1000) - 1),
             )
         records = await self.get_alerts(ids, now=when)
         out = [
@@ -281,19 +252,23 @@ class Store:
         out.sort(key=lambda r: r.received, reverse=True)
         return out[:limit]
 
+    async def live_count(self) -> int:
+        return int(await self.redis.zcard(self.keys.live))
+
     async def sweep_expired(self, *, now: datetime | None = None, limit: int = 500) -> list[str]:
         """Move alerts past their expiry to `expired`; safe to run in every process."""
         when = int((now or datetime.now(UTC)).timestamp() * 1000)
         done = await self._sweep(
-            keys=[self.k("live"), self.k_events, self.k_audit],
-            args=[when, self.k_alert(""), EVENTS_MAXLEN, limit],
+            keys=[self.keys.live, self.keys.events, self.keys.audit],
+            args=[when, self.keys.alert(""), EVENTS_MAXLEN, limit],
         )
         return list(done)
 
     async def audit(self, count: int = 100) -> list[dict[str, str]]:
         """The most recent audit entries, newest first."""
         rows = cast(
-            list[tuple[str, dict[str, str]]], await self.redis.xrevrange(self.k_audit, count=count)
+            list[tuple[str, dict[str, str]]],
+            await self.redis.xrevrange(self.keys.audit, count=count),
         )
         return [{"entry": entry_id, **fields} for entry_id, fields in rows]
 
@@ -302,6 +277,6 @@ class Store:
     ) -> list[tuple[str, dict[str, str]]]:
         rows = cast(
             list[tuple[str, dict[str, str]]],
-            await self.redis.xrange(self.k_events, min=f"({last_id}", count=count),
+            await self.redis.xrange(self.keys.events, min=f"({last_id}", count=count),
         )
         return [(entry_id, fields) for entry_id, fields in rows]

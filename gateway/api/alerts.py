@@ -1,4 +1,4 @@
-"""API: thin aiohttp handlers for agencies and operators, and the problem+json middleware.
+"""API: alerts for agencies and operators (post, read, list), health and metrics.
 
 Handlers read the request, call one stage, and write JSON. Every error leaves as
 `application/problem+json` (RFC 9457) with a stable `code` and, for field problems, an
@@ -9,96 +9,23 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from aiohttp import web
 
+from gateway.api.common import json_response, problem_response, read_body
 from gateway.auth import Agency, Principal
-from gateway.errors import BadRequest, NotFound, PayloadTooLarge, ProblemError
+from gateway.errors import BadRequest, NotFound, ProblemError
 from gateway.ingest import links
 from gateway.keys import CONFIG, INGESTOR, METRICS, STORE
 from gateway.metrics import CONTENT_TYPE_LATEST
-from gateway.models import AlertRecord, AlertState
+from gateway.models import AlertRecord, AlertState, Channel
 
-__all__ = ["json_response", "problem_middleware", "read_body", "routes"]
+__all__ = ["routes"]
 
 log = logging.getLogger("warngate.api")
 routes = web.RouteTableDef()
-PROBLEM_TYPE = "application/problem+json"
-
-
-def json_response(
-    data: Any, status: int = 200, headers: dict[str, str] | None = None
-) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
-    )
-
-
-def problem_response(exc: ProblemError, instance: str) -> web.Response:
-    return web.Response(
-        body=orjson.dumps(exc.as_problem(instance)),
-        status=exc.status,
-        content_type=PROBLEM_TYPE,
-        headers=exc.headers,
-    )
-
-
-_HTTP_CODES = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
-
-
-@web.middleware
-async def problem_middleware(
-    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except ProblemError as exc:
-        return problem_response(exc, request.path)
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        err = ProblemError(
-            exc.reason,
-            code=_HTTP_CODES.get(exc.status, f"http-{exc.status}"),
-            status=exc.status,
-            title=exc.reason,
-        )
-        resp = problem_response(err, request.path)
-        for name in ("Allow",):
-            if name in exc.headers:
-                resp.headers[name] = exc.headers[name]
-        return resp
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        err = ProblemError(
-            "internal error; it has been logged",
-            code="internal",
-            status=500,
-            title="Internal error",
-        )
-        return problem_response(err, request.path)
-
-
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """The request body, refusing more than `limit` bytes without reading them all."""
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"body of {request.content_length} bytes is over the limit of {limit} bytes",
-            extra={"limit": limit},
-        )
-    chunks = []
-    size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"body is over the limit of {limit} bytes", extra={"limit": limit}
-            )
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def principal_of(request: web.Request) -> Principal:
@@ -189,10 +116,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/alerts/{id}")
 async def get_alert(request: web.Request) -> web.Response:
-    principal = principal_of(request)
-    record = await request.app[STORE].get_alert(request.match_info["id"])
-    if record is None or not may_read(principal, record):
-        raise NotFound(f"no alert {request.match_info['id']!r}", code="alert-not-found")
+    record = await _readable(request)
     body = summary(record)
     body.update(
         {
@@ -204,6 +128,82 @@ async def get_alert(request: web.Request) -> web.Response:
         }
     )
     return json_response(body)
+
+
+@routes.get("/api/v1/alerts/{id}/deliveries")
+async def deliveries(request: web.Request) -> web.Response:
+    """Counts per channel and state, and a page of individual deliveries."""
+    record = await _readable(request)
+    store = request.app[STORE]
+    counts: dict[str, dict[str, int]] = {}
+    for key, n in (await store.aggregates(record.id)).items():
+        kind, _, rest = key.partition("|")
+        if kind == "n" and n:
+            ch, _, state = rest.partition("|")
+            counts.setdefault(ch, {})[state] = n
+    summary = await store.plan_summary(record.id) or {}
+    channel: str | None = request.query.get("channel") or next(iter(sorted(counts)), None)
+    if channel is not None and channel not in {c.value for c in Channel}:
+        raise BadRequest(f"unknown channel {channel!r}", code="bad-query")
+    try:
+        cursor = int(request.query.get("cursor", "0"))
+        count = max(1, min(int(request.query.get("count", "100")), 1000))
+    except ValueError:
+        raise BadRequest("cursor and count must be whole numbers", code="bad-query") from None
+    page: list[dict[str, Any]] = []
+    next_cursor = 0
+    if channel is not None:
+        next_cursor, rows = await store.receipts_page(record.id, channel, cursor, count)
+        for rid, value in rows:
+            parts = (value.split("|") + [""] * 8)[:8]
+            page.append(
+                {
+                    "id": f"{record.id}:{channel}:{rid}",
+                    "recipient": rid,
+                    "channel": channel,
+                    "state": parts[0],
+                    "at": datetime.fromtimestamp(int(parts[1]) / 1000, UTC).isoformat(),
+                    "unit": parts[2] or None,
+                    "attempts": int(parts[6]) if parts[6] else None,
+                    "note": parts[7] or None,
+                }
+            )
+    return json_response(
+        {
+            "id": record.id,
+            "state": record.state.value,
+            "planned": summary.get("counts", {}),
+            "counts": counts,
+            "outside": summary.get("outside", []),
+            "unresolved": summary.get("unresolved", []),
+            "render_failures": summary.get("render_failures", []),
+            "channel": channel,
+            "deliveries": page,
+            "next_cursor": next_cursor or None,
+            "dead_letters": await store.dead_letters(alert=record.id, count=50),
+        }
+    )
+
+
+@routes.get("/api/v1/dead-letters")
+async def dead_letters(request: web.Request) -> web.Response:
+    principal = principal_of(request)
+    alert = request.query.get("alert")
+    if isinstance(principal, Agency):
+        if alert is None:
+            raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
+        record = await request.app[STORE].get_alert(alert)
+        if record is None or not may_read(principal, record):
+            raise NotFound(f"no alert {alert!r}", code="alert-not-found")
+    return json_response({"dead_letters": await request.app[STORE].dead_letters(alert=alert)})
+
+
+async def _readable(request: web.Request) -> AlertRecord:
+    principal = principal_of(request)
+    record = await request.app[STORE].get_alert(request.match_info["id"])
+    if record is None or not may_read(principal, record):
+        raise NotFound(f"no alert {request.match_info['id']!r}", code="alert-not-found")
+    return record
 
 
 # -- health ----------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""API: what every handler shares — JSON and problem+json answers, body limits."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.errors import PayloadTooLarge, ProblemError
+
+__all__ = [
+    "PROBLEM_TYPE",
+    "json_response",
+    "problem_middleware",
+    "problem_response",
+    "read_body",
+]
+
+log = logging.getLogger("warngate.api")
+PROBLEM_TYPE = "application/problem+json"
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(data), status=status, content_type="application/json", headers=headers
+    )
+
+
+def problem_response(exc: ProblemError, instance: str) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(exc.as_problem(instance)),
+        status=exc.status,
+        content_type=PROBLEM_TYPE,
+        headers=exc.headers,
+    )
+
+
+_HTTP_CODES = {404: "not-found", 405: "method-not-allowed", 413: "too-large"}
+
+
+@web.middleware
+async def problem_middleware(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProblemError as exc:
+        return problem_response(exc, request.path)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        err = ProblemError(
+            exc.reason,
+            code=_HTTP_CODES.get(exc.status, f"http-{exc.status}"),
+            status=exc.status,
+            title=exc.reason,
+        )
+        resp = problem_response(err, request.path)
+        for name in ("Allow",):
+            if name in exc.headers:
+                resp.headers[name] = exc.headers[name]
+        return resp
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        err = ProblemError(
+            "internal error; it has been logged",
+            code="internal",
+            status=500,
+            title="Internal error",
+        )
+        return problem_response(err, request.path)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The request body, refusing more than `limit` bytes without reading them all."""
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(
+            f"body of {request.content_length} bytes is over the limit of {limit} bytes",
+            extra={"limit": limit},
+        )
+    chunks = []
+    size = 0
+    async for chunk in request.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLarge(
+                f"body is over the limit of {limit} bytes", extra={"limit": limit}
+            )
+        chunks.append(chunk)
+    return b"".join(chunks)

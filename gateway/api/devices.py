@@ -1,0 +1,94 @@
+"""API: the pull protocol of loudspeakers and screens (docs/endpoint-protocol.md)."""
+
+from __future__ import annotations
+
+import time
+
+import orjson
+from aiohttp import web
+
+from gateway.api.common import json_response, read_body
+from gateway.endpoints import parse_wait
+from gateway.keys import CONFIG, HUB, METRICS, STORE
+from gateway.store import now_ms
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+DEVICE_BODY_LIMIT = 64 * 1024
+
+
+@routes.get("/api/v1/endpoints/{id}/messages")
+async def messages(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
+    wait = parse_wait(request, request.app[CONFIG].settings.endpoints.max_wait_s)
+    since = request.query.get("since") or None
+    await request.app[STORE].seen(endpoint.id, now_ms())
+    metrics = request.app[METRICS]
+    hub.connected += 1
+    metrics.endpoints_connected.set(hub.connected)
+    try:
+        cursor, changes = await hub.wait_changes(endpoint, since, wait)
+    finally:
+        hub.connected -= 1
+        metrics.endpoints_connected.set(hub.connected)
+    return json_response(
+        {
+            "endpoint": endpoint.id,
+            "unit": endpoint.unit,
+            "cursor": cursor,
+            "messages": changes,
+            "server_time": now_ms(),
+        }
+    )
+
+
+@routes.get("/api/v1/endpoints/{id}/stream")
+async def stream(request: web.Request) -> web.StreamResponse:
+    hub = request.app[HUB]
+    endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
+    since = request.headers.get("Last-Event-ID") or request.query.get("since") or None
+    await request.app[STORE].seen(endpoint.id, now_ms())
+    resp = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",
+        }
+    )
+    await resp.prepare(request)
+    metrics = request.app[METRICS]
+    hub.connected += 1
+    metrics.endpoints_connected.set(hub.connected)
+    try:
+        await resp.write(b"retry: 5000\n\n")
+        async for item in hub.stream(endpoint, since):
+            if item is None:
+                await resp.write(f": keepalive {int(time.time())}\n\n".encode())
+                continue
+            seq, change = item
+            data = orjson.dumps(change).decode()
+            await resp.write(f"id: {seq}\nevent: {change['action']}\ndata: {data}\n\n".encode())
+    except (ConnectionResetError, RuntimeError):
+        pass  # the device went away
+    finally:
+        hub.connected -= 1
+        metrics.endpoints_connected.set(hub.connected)
+    return resp
+
+
+@routes.post("/api/v1/endpoints/{id}/receipts")
+async def receipts(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
+    body = await read_body(request, DEVICE_BODY_LIMIT)
+    return json_response(await hub.receipts(endpoint, body))
+
+
+@routes.post("/api/v1/endpoints/{id}/heartbeat")
+async def heartbeat(request: web.Request) -> web.Response:
+    hub = request.app[HUB]
+    endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
+    body = await read_body(request, DEVICE_BODY_LIMIT)
+    return json_response(await hub.heartbeat(endpoint, body))

@@ -1,0 +1,204 @@
+"""Receipts: what providers and messengers report back, written as receipt states.
+
+Provider delivery receipts carry warngate's delivery id (`{alert}:{channel}:{recipient}`)
+and the provider's status word, mapped through the provider's table. Messengers
+acknowledge relay tasks by the task code (one per alert × unit, in the task text) and
+their phone number: first `received`, then `relayed` with the households told.
+Repeated, late and out-of-order receipts are harmless: the state machine in the store
+only moves forward.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import re
+from typing import Any
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from gateway.cap import field_errors
+from gateway.config import Config
+from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from gateway.metrics import Metrics
+from gateway.models import Channel, ProviderConfig
+from gateway.receipts import CONFIRMED, DeliveryState, ProviderStatusMap
+from gateway.store import ReceiptUpdate, Store, now_ms
+
+__all__ = ["ReceiptDesk", "relay_code"]
+
+_FAMILY_CHANNELS = {"sms": {Channel.SMS, Channel.MESSENGER}, "app": {Channel.APP}}
+_INBOUND = re.compile(r"^\s*([A-Z2-7]{8})\s+([12])(?:\s+(\d{1,5}))?\s*$", re.IGNORECASE)
+
+
+def relay_code(secret: str, alert: str, unit: str) -> str:
+    """The task code of an alert's relay tasks in one unit (8 base32 characters)."""
+    digest = hmac.new(secret.encode(), f"{alert}|{unit}".encode(), hashlib.sha256).digest()
+    return base64.b32encode(digest).decode()[:8]
+
+
+def _phone(number: str) -> str:
+    digits = re.sub(r"[^\d+]", "", number)
+    return digits.removeprefix("+86") if digits.startswith("+86") else digits
+
+
+class ProviderReceipt(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str = Field(min_length=3, max_length=200)
+    status: str = Field(min_length=1, max_length=40)
+
+
+class RelayAck(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    phone: str = Field(min_length=5, max_length=20)
+    status: str = Field(pattern=r"^(received|relayed)$")
+    households: int | None = Field(default=None, ge=0, le=100_000)
+
+
+class ReceiptDesk:
+    def __init__(self, config: Config, store: Store, metrics: Metrics) -> None:
+        self.config = config
+        self.store = store
+        self.metrics = metrics
+        self.maps = {
+            name: ProviderStatusMap(p.statuses) for name, p in config.settings.providers.items()
+        }
+        self._accepted: dict[str, int] = {}
+
+    def provider(self, name: str, token: str | None) -> ProviderConfig:
+        found = self.config.settings.providers.get(name)
+        if found is None:
+            raise NotFound(f"no provider {name!r}", code="provider-not-found")
+        secret = found.callback_token.get_secret_value() if found.callback_token else None
+        if secret is None or not hmac.compare_digest((token or "").encode(), secret.encode()):
+            raise Unauthorized("wrong or missing X-Callback-Token", code="bad-callback-token")
+        return found
+
+    async def _accepted_ms(self, alert: str) -> int | None:
+        if alert not in self._accepted:
+            life = await self.store.lifecycle(alert)
+            if life is None:
+                return None
+            self._accepted[alert] = life[2]
+        return self._accepted[alert]
+
+    async def provider_receipts(self, name: str, family: str, body: bytes) -> dict[str, Any]:
+        """A provider's delivery receipts: one object, a list, or {"receipts": [...]}."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        if isinstance(data, dict):
+            data = data.get("receipts", [data])
+        if not isinstance(data, list) or len(data) > 10_000:
+            raise Unprocessable("expected up to 10000 receipts", code="invalid-receipt")
+        try:
+            rows = [ProviderReceipt.model_validate(r) for r in data]
+        except ValidationError as exc:
+            raise Unprocessable(
+                "invalid receipt", code="invalid-receipt", errors=field_errors(exc)
+            ) from None
+        table = self.maps[name]
+        groups: dict[tuple[str, str], list[ReceiptUpdate]] = {}
+        ignored: list[dict[str, str]] = []
+        for row in rows:
+            state = table(row.status)
+            parts = row.id.split(":", 2)
+            if state is None:
+                ignored.append({"id": row.id, "reason": f"unknown status {row.status!r}"})
+                continue
+            if len(parts) != 3 or Channel(parts[1]) not in _FAMILY_CHANNELS[family]:
+                ignored.append({"id": row.id, "reason": "not a delivery id of this channel"})
+                continue
+            alert, channel, rid = parts
+            if channel == Channel.MESSENGER.value and state is DeliveryState.ACKNOWLEDGED:
+                state = DeliveryState.DELIVERED  # only the messenger's own ack means relayed
+            groups.setdefault((alert, channel), []).append(ReceiptUpdate(rid, state.value))
+        changed = 0
+        for (alert, channel), updates in groups.items():
+            accepted = await self._accepted_ms(alert)
+            if accepted is None:
+                ignored += [{"id": f"{alert}:{channel}:{u.id}", "reason": "unknown alert"}
+                            for u in updates]  # fmt: skip
+                continue
+            reach = "acknowledged" if channel == Channel.MESSENGER.value else ""
+            changed += await self.store.record(
+                alert, channel, updates, accepted_ms=accepted, reach_state=reach
+            )
+            self.metrics.receipts.labels(channel, name).inc(len(updates))
+            age = max(0.0, (now_ms() - accepted) / 1000)
+            for u in updates:
+                self.metrics.deliveries.labels(channel, name, u.state).inc()
+            confirmed = sum(1 for u in updates if DeliveryState(u.state) in CONFIRMED)
+            self.metrics.latency.observe((channel, "delivered"), age, confirmed)
+        return {"received": len(rows), "changed": changed, "ignored": ignored}
+
+    async def relay(self, code: str, body: bytes) -> dict[str, Any]:
+        try:
+            ack = RelayAck.model_validate(orjson.loads(body))
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        except ValidationError as exc:
+            raise Unprocessable(
+                "invalid relay acknowledgement", code="invalid-relay", errors=field_errors(exc)
+            ) from None
+        return await self._relay(code.upper(), ack)
+
+    async def inbound_sms(self, body: bytes) -> dict[str, Any]:
+        """A messenger's SMS reply, forwarded by the provider: `CODE 1` or `CODE 2 45`."""
+        try:
+            data = orjson.loads(body)
+            sender, text = str(data["from"]), str(data["text"])
+        except (orjson.JSONDecodeError, KeyError, TypeError):
+            raise BadRequest('expected {"from", "text"}', code="malformed-json") from None
+        match = _INBOUND.match(text)
+        if match is None:
+            raise Unprocessable(
+                "reply is not 'CODE 1' (received) or 'CODE 2 N' (relayed to N households)",
+                code="invalid-relay",
+            )
+        code, step, households = match.groups()
+        ack = RelayAck(
+            phone=sender,
+            status="received" if step == "1" else "relayed",
+            households=int(households) if households else None,
+        )
+        return await self._relay(code.upper(), ack)
+
+    async def _relay(self, code: str, ack: RelayAck) -> dict[str, Any]:
+        task = await self.store.relay_task(code)
+        if task is None:
+            raise NotFound(f"no relay task {code!r}", code="relay-not-found")
+        alert, unit = task
+        cols = self.config.directory.recipients_of(unit, Channel.MESSENGER)
+        phone = _phone(ack.phone)
+        row = None
+        if cols is not None:
+            row = next((i for i, a in enumerate(cols.addresses) if _phone(a) == phone), None)
+        if cols is None or row is None:
+            raise NotFound("this phone is not a messenger of the task's unit", code="not-messenger")
+        accepted = await self._accepted_ms(alert) or now_ms()
+        persons = ""
+        state = DeliveryState.DELIVERED
+        if ack.status == "relayed":
+            if ack.households is None:
+                raise Unprocessable("relayed needs households", code="invalid-relay")
+            size = self.config.settings.dispatch.household_size
+            persons = str(round(ack.households * size))
+            state = DeliveryState.ACKNOWLEDGED
+        update = ReceiptUpdate(
+            cols.ids[row], state.value, unit, persons, cols.languages[row], cols.groups[row]
+        )
+        changed = await self.store.record(
+            alert,
+            Channel.MESSENGER.value,
+            [update],
+            accepted_ms=accepted,
+            reach_state=DeliveryState.ACKNOWLEDGED.value,
+        )
+        self.metrics.receipts.labels(Channel.MESSENGER.value, "relay").inc()
+        return {"alert": alert, "unit": unit, "state": state.value, "changed": changed}

@@ -1,0 +1,554 @@
+"""Dispatch: the send stage — batches to providers, retried, rate limited, failed over.
+
+Each push channel has two send streams (lane `hi` for red/orange is always read before
+`lo`) and one consumer group; any number of workers may read them. For every batch:
+
+1. the alert's lifecycle is checked: deliveries of a cancelled, superseded or expired
+   alert are closed as `cancelled`/`expired`, never sent;
+2. recipients that already have a receipt beyond `queued` are dropped (the sent-set:
+   a batch taken over after a crash does not send twice to anyone it reached);
+3. the per-recipient hourly limit applies (SMS; red alerts may override it);
+4. `send_with_retries` makes the provider calls: the one place where retries live.
+
+Retries use tenacity: exponential backoff with jitter, or the provider's Retry-After;
+bounded by `dispatch.max_attempts` (counted in Redis, so a restarted worker continues
+the count) and by the alert's expiry. A batch that runs out goes to the dead-letter
+stream with its last error. While a batch waits, its stream entry is re-claimed by its
+worker so that no other worker takes it over as abandoned.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import orjson
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
+from tenacity.stop import stop_base
+
+from channels import Message, PushAdapter, Recipient, SendResult, adapter_class
+from gateway.config import Config
+from gateway.errors import RetryableError, SendError
+from gateway.metrics import Metrics
+from gateway.models import Channel, Level
+from gateway.plan import PUSH_CHANNELS, delivery_id
+from gateway.planner import Planner
+from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store, now_ms
+from gateway.store.deliveries import LANES, PLAN_GROUP, SEND_GROUP
+
+__all__ = ["Sender", "Workers", "build_adapters"]
+
+log = logging.getLogger("warngate.dispatch")
+KEEP_S = 30 * 24 * 3600
+
+
+def build_adapters(config: Config, session: aiohttp.ClientSession) -> dict[str, PushAdapter]:
+    """One adapter per (provider, channel) route, keyed `{channel}/{provider}`."""
+    out: dict[str, PushAdapter] = {}
+    providers = config.settings.providers
+    for channel, route in config.settings.channels.items():
+        for name in filter(None, (route.primary, route.secondary)):
+            cls = adapter_class(channel, providers[name].kind)
+            out[f"{channel}/{name}"] = cls(name, providers[name], session)
+    return out
+
+
+@dataclass
+class _Outcome:
+    sent: int = 0
+    failed: int = 0
+    closed: int = 0
+
+
+class Sender:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        metrics: Metrics,
+        adapters: dict[str, PushAdapter],
+        consumer: str,
+    ) -> None:
+        self.config = config
+        self.settings = config.settings.dispatch
+        self.store = store
+        self.metrics = metrics
+        self.adapters = adapters
+        self.consumer = consumer
+
+    def batch_sizes(self) -> dict[Channel, int]:
+        out = {}
+        for channel, route in self.config.settings.channels.items():
+            out[channel] = self.adapters[f"{channel}/{route.primary}"].batch_size
+        return out
+
+    # -- one batch ---------------------------------------------------------------------
+
+    async def handle(self, stream: str, entry: str, fields: dict[str, str]) -> _Outcome:
+        """Process one batch entry completely, then acknowledge it."""
+        batch = Batch.from_fields(entry, stream, fields)
+        outcome = await self._handle(batch)
+        await self.store.ack(stream, SEND_GROUP, entry)
+        return outcome
+
+    async def _handle(self, batch: Batch) -> _Outcome:
+        channel = Channel(batch.channel)
+        life = await self.store.lifecycle(batch.alert)
+        if life is None:
+            log.error("batch %s for unknown alert %s dropped", batch.entry, batch.alert)
+            return _Outcome()
+        state, expires_ms, _ = life
+        if batch.kind != "cancel" and state in ("cancelled", "updated"):
+            return await self._close(batch, batch.recipients, "cancelled", f"alert {state}")
+        if state == "expired" or expires_ms <= now_ms():
+            return await self._close(batch, batch.recipients, "expired", "alert expired")
+        states = await self.store.receipt_states(
+            batch.alert, batch.channel, [r.id for r in batch.recipients]
+        )
+        todo = [r for r in batch.recipients if states[r.id] in (None, "queued")]
+        if len(todo) < len(batch.recipients):
+            self.metrics.suppressed.labels(batch.channel, "already-sent").inc(
+                len(batch.recipients) - len(todo)
+            )
+        todo = await self._recipient_limit(batch, channel, todo)
+        if not todo:
+            return _Outcome()
+        message = await self._message(batch)
+        if message is None:
+            return await self._close(batch, todo, "failed", "rendered message missing")
+        return await self.send_with_retries(batch, channel, todo, message, expires_ms)
+
+    async def _recipient_limit(
+        self, batch: Batch, channel: Channel, todo: list[BatchRecipient]
+    ) -> list[BatchRecipient]:
+        if channel is not Channel.SMS or batch.kind == "cancel":
+            return todo
+        if batch.level == Level.RED.value and self.settings.red_overrides_limit:
+            return todo
+        allowed = await self.store.recipient_quota(
+            [r.address for r in todo], self.settings.recipient_hourly_limit
+        )
+        over = [r for r, ok in zip(todo, allowed, strict=True) if not ok]
+        if over:
+            self.metrics.suppressed.labels(batch.channel, "recipient-limit").inc(len(over))
+            await self._close(batch, over, "failed", "recipient hourly limit")
+        return [r for r, ok in zip(todo, allowed, strict=True) if ok]
+
+    async def _message(self, batch: Batch) -> Message | None:
+        found = await self.store.messages(batch.alert, [batch.message])
+        raw = found.get(batch.message)
+        if raw is None:
+            return None
+        m = orjson.loads(raw)
+        data = {
+            "alert": batch.alert,
+            "level": batch.level,
+            "kind": batch.kind,
+            "unit": batch.unit,
+            "language": m["language"],
+        }
+        return Message(text=m["text"], language=m["language"], title=m.get("title"), data=data)
+
+    # -- the one place retries live ------------------------------------------------------
+
+    async def send_with_retries(
+        self,
+        batch: Batch,
+        channel: Channel,
+        todo: list[BatchRecipient],
+        message: Message,
+        expires_ms: int,
+    ) -> _Outcome:
+        outcome = _Outcome()
+        remaining = {r.id: r for r in todo}
+        done_before = await self.store.attempts(batch.alert, batch.entry)
+        left = max(self.settings.max_attempts - done_before, 1)
+        provider = "-"
+        tries = 0
+
+        def past_expiry(rs: RetryCallState) -> bool:
+            return time.time() + (rs.upcoming_sleep or 0) >= expires_ms / 1000
+
+        def wait(rs: RetryCallState) -> float:
+            exc = rs.outcome.exception() if rs.outcome else None
+            if isinstance(exc, SendError) and exc.retry_after is not None:
+                return min(float(exc.retry_after), self.settings.backoff_max_s)
+            n = done_before + rs.attempt_number
+            base = self.settings.backoff_base_s
+            backoff: float = min(self.settings.backoff_max_s, base * 2.0 ** (n - 1))
+            return backoff + random.uniform(0, base)
+
+        retrying = AsyncRetrying(
+            stop=stop_after_attempt(left) | stop_when(past_expiry),
+            wait=wait,
+            retry=retry_if_exception(lambda e: isinstance(e, SendError) and e.retryable),
+            sleep=self._sleeper(batch),
+            before_sleep=lambda rs: self.metrics.send_retries.labels(channel.value).inc(),
+            reraise=True,
+        )
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    tries += 1
+                    await self.store.add_attempt(batch.alert, batch.entry, KEEP_S)
+                    adapter = await self._choose(channel)
+                    provider = adapter.name
+                    await self._take_tokens(adapter, len(remaining))
+                    result = await self._call(adapter, channel, batch, message, remaining)
+                    sent, failed = await self._apply(
+                        batch, channel, adapter.name, remaining, result, done_before + tries
+                    )
+                    outcome.sent += sent
+                    outcome.failed += failed
+                    remaining = {rid: remaining[rid] for rid in result.retry}
+                    if remaining:
+                        code = next(iter(result.retry.values()))
+                        raise RetryableError(f"{len(remaining)} recipients to retry", code=code)
+        except SendError as exc:
+            # Retryable and attempts left: tenacity stopped at the alert's expiry.
+            expired = time.time() * 1000 >= expires_ms or (exc.retryable and tries < left)
+            state = "expired" if expired else "failed"
+            await self._dead_letter(batch, channel, list(remaining.values()), exc, provider, state)
+            closed = await self._close(batch, list(remaining.values()), state, str(exc))
+            outcome.closed += closed.closed
+        return outcome
+
+    def _sleeper(self, batch: Batch) -> Callable[[float], Awaitable[None]]:
+        """Sleep before a retry, re-claiming the stream entry so nobody takes it over."""
+        step = max(self.settings.claim_idle_s / 3, 0.05)
+
+        async def sleep(seconds: float) -> None:
+            end = time.monotonic() + seconds
+            while (left := end - time.monotonic()) > 0:
+                await asyncio.sleep(min(left, step))
+                await self.store.touch(batch.stream, SEND_GROUP, self.consumer, batch.entry)
+
+        return sleep
+
+    async def _call(
+        self,
+        adapter: PushAdapter,
+        channel: Channel,
+        batch: Batch,
+        message: Message,
+        remaining: dict[str, BatchRecipient],
+    ) -> SendResult:
+        recipients = [
+            Recipient(delivery_id(batch.alert, channel, r.id), r.address)
+            for r in remaining.values()
+        ]
+        try:
+            result = await adapter.send(message, recipients)
+        except SendError as exc:
+            outcome = "retryable" if exc.retryable else "permanent"
+            self.metrics.send_attempts.labels(channel.value, adapter.name, outcome).inc()
+            # A refused request says nothing against the provider's health; silence does.
+            await self._breaker(channel, adapter.name, ok=not exc.retryable)
+            raise
+        self.metrics.send_attempts.labels(channel.value, adapter.name, "ok").inc()
+        await self._breaker(channel, adapter.name, ok=True)
+        prefix = f"{batch.alert}:{channel.value}:"
+        return SendResult(
+            accepted={k.removeprefix(prefix): v for k, v in result.accepted.items()},
+            rejected={k.removeprefix(prefix): v for k, v in result.rejected.items()},
+            retry={k.removeprefix(prefix): v for k, v in result.retry.items()},
+        )
+
+    async def _apply(
+        self,
+        batch: Batch,
+        channel: Channel,
+        provider: str,
+        remaining: dict[str, BatchRecipient],
+        result: SendResult,
+        attempts: int,
+    ) -> tuple[int, int]:
+        n = str(attempts)
+        updates = [
+            ReceiptUpdate(
+                rid, "sent", batch.unit, str(r.persons), batch.language, r.groups, n, provider
+            )
+            for rid in result.accepted
+            if (r := remaining.get(rid)) is not None
+        ]
+        updates += [
+            ReceiptUpdate(
+                rid, "failed", batch.unit, str(r.persons), batch.language, r.groups, n, code
+            )
+            for rid, code in result.rejected.items()
+            if (r := remaining.get(rid)) is not None
+        ]
+        await self.store.record(
+            batch.alert,
+            channel.value,
+            updates,
+            accepted_ms=batch.accepted_ms,
+            reach_state=reach_state(channel),
+        )
+        sent, failed = len(result.accepted), len(result.rejected)
+        self.metrics.deliveries.labels(channel.value, provider, "sent").inc(sent)
+        if failed:
+            self.metrics.deliveries.labels(channel.value, provider, "failed").inc(failed)
+        age = max(0.0, (now_ms() - batch.accepted_ms) / 1000)
+        self.metrics.latency.observe((channel.value, "sent"), age, sent)
+        return sent, failed
+
+    async def _close(self, batch: Batch, recipients: Any, state: str, reason: str) -> _Outcome:
+        updates = [
+            ReceiptUpdate(
+                r.id, state, batch.unit, str(r.persons), batch.language, r.groups, "", reason
+            )
+            for r in recipients
+        ]
+        await self.store.record(
+            batch.alert,
+            batch.channel,
+            updates,
+            accepted_ms=batch.accepted_ms,
+            reach_state=reach_state(Channel(batch.channel)),
+        )
+        if updates:
+            self.metrics.deliveries.labels(batch.channel, "-", state).inc(len(updates))
+            log.info("%d %s deliveries of %s %s: %s", len(updates), batch.channel, batch.alert,
+                     state, reason)  # fmt: skip
+        return _Outcome(closed=len(updates))
+
+    async def _dead_letter(
+        self,
+        batch: Batch,
+        channel: Channel,
+        recipients: list[BatchRecipient],
+        exc: SendError,
+        provider: str,
+        state: str,
+    ) -> None:
+        if not recipients:
+            return
+        left = Batch(**{**batch.__dict__, "recipients": tuple(recipients)})
+        attempts = await self.store.attempts(batch.alert, batch.entry)
+        await self.store.dead_letter(
+            left,
+            {
+                "code": exc.code,
+                "message": exc.message,
+                "retryable": exc.retryable,
+                "status": exc.status,
+                "provider": provider,
+                "attempts": attempts,
+                "closed_as": state,
+            },
+        )
+        self.metrics.dead_letters.labels(channel.value, exc.code).inc()
+        log.warning(
+            "dead letter: %d %s recipients of %s after %d attempts: %s",
+            len(recipients),
+            channel.value,
+            batch.alert,
+            attempts,
+            exc,
+        )
+
+    # -- providers: failover and shared rate ---------------------------------------------
+
+    async def _choose(self, channel: Channel) -> PushAdapter:
+        route = self.config.settings.channels[channel]
+        primary = self.adapters[f"{channel}/{route.primary}"]
+        state = await self.store.breaker_state(route.primary)
+        self.metrics.circuit_state.labels(route.primary).set(state)
+        if state == 1 and route.secondary:
+            self.metrics.failovers.labels(channel.value, route.primary, route.secondary).inc()
+            return self.adapters[f"{channel}/{route.secondary}"]
+        return primary
+
+    async def _breaker(self, channel: Channel, provider: str, *, ok: bool) -> None:
+        route = self.config.settings.channels[channel]
+        if provider != route.primary or not route.secondary:
+            return
+        b = route.breaker
+        state = await self.store.breaker_record(
+            provider,
+            ok,
+            window_ms=int(b.window_s * 1000),
+            error_rate=b.error_rate,
+            min_calls=b.min_calls,
+            cooldown_ms=int(b.cooldown_s * 1000),
+        )
+        self.metrics.circuit_state.labels(provider).set(state)
+
+    async def _take_tokens(self, adapter: PushAdapter, n: int) -> None:
+        rate = adapter.config.rate_per_s
+        for _ in range(10_000):  # a shared bucket: wait as long as it says, then try again
+            wait_ms = await self.store.take_tokens(adapter.name, n, rate, rate)
+            if wait_ms <= 0:
+                return
+            await asyncio.sleep(wait_ms / 1000)
+
+
+class stop_when(stop_base):
+    """A tenacity stop condition from a predicate on the retry state."""
+
+    def __init__(self, predicate: Callable[[RetryCallState], bool]) -> None:
+        self.predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self.predicate(retry_state)
+
+
+def reach_state(channel: Channel) -> str:
+    """Messengers reach people when they relay, not when they receive the task."""
+    return "acknowledged" if channel is Channel.MESSENGER else ""
+
+
+class Workers:
+    """The worker loops of one process: planners, senders, reclaimers, gauges."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        planner: Planner,
+        sender: Sender,
+        metrics: Metrics,
+        consumer: str,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.planner = planner
+        self.sender = sender
+        self.metrics = metrics
+        self.consumer = consumer
+        self.stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def plan_streams(self) -> list[str]:
+        return [self.store.keys.plan_queue(lane) for lane in LANES]
+
+    def send_streams(self, channel: Channel) -> list[str]:
+        return [self.store.keys.send_queue(channel.value, lane) for lane in LANES]
+
+    async def start(self, planners: int = 1) -> None:
+        for stream in self.plan_streams():
+            await self.store.ensure_group(stream, PLAN_GROUP)
+        channels = [c for c in PUSH_CHANNELS if c in self.config.settings.channels]
+        for channel in channels:
+            for stream in self.send_streams(channel):
+                await self.store.ensure_group(stream, SEND_GROUP)
+        loops: list[Callable[[], Awaitable[None]]] = [self._plan_loop] * planners
+        loops += [functools.partial(self._send_loop, c) for c in channels]
+        loops += [
+            functools.partial(self._reclaim_loop, channels),
+            functools.partial(self._gauge_loop, channels),
+        ]
+        self._tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
+
+    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
+        """Keep a worker loop alive through errors (Redis restarting, a bug): log, go on."""
+        while not self.stop.is_set():
+            try:
+                await loop()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("worker loop failed; restarting it in 1 s")
+                await _sleep_or_stop(self.stop, 1.0)
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        self.stop.set()
+        if not self._tasks:
+            return
+        _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
+        for task in pending:
+            task.cancel()
+        for task in pending:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    async def _plan_loop(self) -> None:
+        block = self.config.settings.dispatch.block_ms
+        while not self.stop.is_set():
+            rows = await self.store.read_group(
+                self.plan_streams(), PLAN_GROUP, self.consumer, count=1, block_ms=block
+            )
+            for stream, entry, fields in rows:
+                await self.plan_entry(stream, entry, fields)
+
+    async def plan_entry(self, stream: str, entry: str, fields: dict[str, str]) -> None:
+        alert = fields.get("id", "")
+        try:
+            await self.planner.plan(alert)
+        except Exception:
+            tries = await self.store.add_attempt(alert, "plan", KEEP_S)
+            log.exception("planning %s failed (attempt %d)", alert, tries)
+            if tries < self.config.settings.dispatch.max_attempts:
+                return  # left pending: reclaimed and tried again after claim_idle_s
+            self.metrics.plans.labels("failed").inc()
+        await self.store.ack(stream, PLAN_GROUP, entry)
+
+    async def _send_loop(self, channel: Channel) -> None:
+        limit = self.config.settings.dispatch.concurrency
+        block = self.config.settings.dispatch.block_ms
+        running: set[asyncio.Task[Any]] = set()
+        while not self.stop.is_set():
+            free = limit - len(running)
+            if free <= 0:
+                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                continue
+            rows = await self.store.read_group(
+                self.send_streams(channel), SEND_GROUP, self.consumer, count=free, block_ms=block
+            )
+            for row in rows:
+                task = asyncio.create_task(_logged(self.sender.handle(*row)))
+                running.add(task)
+                task.add_done_callback(running.discard)
+        if running:
+            await asyncio.wait(running)
+
+    async def _reclaim_loop(self, channels: list[Channel]) -> None:
+        idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
+        while not self.stop.is_set():
+            await _sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
+            for stream in self.plan_streams():
+                for row in await self.store.claim_stale(stream, PLAN_GROUP, self.consumer, idle_ms):
+                    await self.plan_entry(*row)
+            for channel in channels:
+                for stream in self.send_streams(channel):
+                    rows = await self.store.claim_stale(stream, SEND_GROUP, self.consumer, idle_ms)
+                    for row in rows:
+                        log.info("took over batch %s of %s", row[1], stream)
+                        await _logged(self.sender.handle(*row))
+
+    async def _gauge_loop(self, channels: list[Channel]) -> None:
+        while not self.stop.is_set():
+            streams = [(s, PLAN_GROUP) for s in self.plan_streams()]
+            streams += [(s, SEND_GROUP) for c in channels for s in self.send_streams(c)]
+            for stream, group in streams:
+                lag, pending = await self.store.queue_depth(stream, group)
+                name = stream.removeprefix(self.store.prefix + ":")
+                self.metrics.queue_depth.labels(name, "lag").set(lag)
+                self.metrics.queue_depth.labels(name, "pending").set(pending)
+            await _sleep_or_stop(self.stop, 5.0)
+
+
+async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), seconds)
+
+
+async def _logged(work: Awaitable[Any]) -> None:
+    """Run one batch; on an unexpected error log it and leave the entry pending, so it
+    is taken over and tried again after `dispatch.claim_idle_s`."""
+    try:
+        await work
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("batch failed; it stays pending and will be taken over")

@@ -1,0 +1,361 @@
+"""Endpoints: the pull API of village loudspeakers and display screens.
+
+Devices read their unit's *active state* (one entry per live warning chain, rendered
+once per unit × language × channel), never a per-device backlog. A device sends the
+highest `seq` it has seen as its cursor and gets what changed since; with no cursor,
+an unknown one, or one older than anything kept, it gets the whole current state.
+A cancelled or expired warning is always presented as `action: cancel`.
+
+One `EndpointHub` per process tails the unit-state stream (one Redis connection for
+all devices) and wakes the long-polls and event streams of the units that changed.
+What devices fetch is written back as `sent` receipts in bulk, every 200 ms.
+
+The protocol is documented for device makers in docs/endpoint-protocol.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from channels import DisplayAdapter, LoudspeakerAdapter
+from gateway.auth import hash_key
+from gateway.cap import field_errors
+from gateway.directory import Directory, Display, Endpoint
+from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from gateway.metrics import Metrics
+from gateway.models import Channel
+from gateway.render import layout_lines
+from gateway.settings import EndpointSettings
+from gateway.store import ReceiptUpdate, Store, UnitEntry, now_ms, seq_key
+
+__all__ = ["EndpointHub", "present", "visible"]
+
+log = logging.getLogger("warngate.endpoints")
+FLUSH_S = 0.2
+
+
+def _layout(text: str, chars_per_line: int, lines: int) -> list[str]:
+    return layout_lines(text, Display(chars_per_line=chars_per_line, lines=lines))
+
+
+LOUDSPEAKER = LoudspeakerAdapter()
+DISPLAY = DisplayAdapter(_layout)
+
+
+def visible(entry: UnitEntry, endpoint: Endpoint) -> bool:
+    """Exercises only reach devices marked for them; group alerts only their groups."""
+    data = entry.data
+    if data.get("exercise_only") and not endpoint.exercise:
+        return False
+    groups = data.get("groups") or []
+    if groups and not set(groups) & set(endpoint.groups):
+        return False
+    return endpoint.kind.value in (data.get("messages") or {}) or data.get("action") == "cancel"
+
+
+def present(entry: UnitEntry, endpoint: Endpoint, now: int) -> dict[str, Any]:
+    """One state entry as the device sees it; expired warnings become cancellations."""
+    d = entry.data
+    action, reason, messages = d["action"], None, d.get("messages") or {}
+    if action == "play" and int(d.get("expires", 0)) <= now:
+        action, reason, messages = "cancel", "expired", d.get("cancel_messages") or {}
+    elif action == "cancel":
+        reason = "cancelled" if d.get("kind") == "cancel" else "area-changed"
+    channel_messages = messages.get(endpoint.kind.value, {})
+    if endpoint.display is not None:
+        content = DISPLAY.present(
+            channel_messages,
+            endpoint.languages,
+            endpoint.display.chars_per_line,
+            endpoint.display.lines,
+        )
+    else:
+        content = LOUDSPEAKER.present(channel_messages, endpoint.languages)
+    return {
+        "id": entry.alert,
+        "seq": entry.seq,
+        "action": action,
+        "reason": reason,
+        "kind": d.get("kind"),
+        "level": d.get("level"),
+        "hazard": d.get("hazard"),
+        "status": d.get("status"),
+        "expires": datetime.fromtimestamp(int(d.get("expires", 0)) / 1000, UTC).isoformat(),
+        "supersedes": d.get("supersedes", []),
+        "content": content,
+    }
+
+
+class Receipt(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    alert: str = Field(min_length=1, max_length=64)
+    status: str = Field(pattern=r"^(played|displayed|failed)$")
+    reason: str | None = Field(default=None, max_length=200)
+
+
+class Receipts(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    receipts: list[Receipt] = Field(min_length=1, max_length=100)
+
+
+class Heartbeat(BaseModel):
+    """What a device reports about itself; extra keys are kept as they are."""
+
+    model_config = ConfigDict(extra="allow")
+
+    status: str = Field(default="ok", pattern=r"^(ok|degraded|fault)$")
+    volume: int | None = Field(default=None, ge=0, le=100)
+    power: str | None = Field(default=None, max_length=20)  # mains, battery, solar
+    battery: int | None = Field(default=None, ge=0, le=100)
+    signal: int | None = Field(default=None, ge=-150, le=100)
+
+
+@dataclass
+class _Fetch:
+    alert: str
+    channel: str
+    endpoint: Endpoint
+
+
+class EndpointHub:
+    def __init__(
+        self, store: Store, directory: Directory, settings: EndpointSettings, metrics: Metrics
+    ) -> None:
+        self.store = store
+        self.directory = directory
+        self.settings = settings
+        self.metrics = metrics
+        self._events: dict[str, asyncio.Event] = {}
+        self._fetched: list[_Fetch] = []
+        self._accepted_ms: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.connected = 0
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        last = await self.store.last_unit_event()
+        self._tasks = [
+            asyncio.create_task(self._tail(last), name="unit-state-tail"),
+            asyncio.create_task(self._flush_forever(), name="endpoint-receipts"),
+        ]
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        await self.flush()
+        for event in self._events.values():
+            event.set()
+
+    async def _tail(self, last: str) -> None:
+        while True:
+            try:
+                rows = await self.store.unit_events_after(last, block_ms=1000)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("reading unit-state changes failed; retrying")
+                await asyncio.sleep(1.0)
+                continue
+            for entry, fields in rows:
+                last = entry
+                self.wake(fields.get("unit", ""))
+
+    def wake(self, unit: str) -> None:
+        event = self._events.pop(unit, None)
+        if event is not None:
+            event.set()
+
+    def event_for(self, unit: str) -> asyncio.Event:
+        """An event set at the unit's next change; take it *before* reading the state."""
+        event = self._events.get(unit)
+        if event is None:
+            event = self._events[unit] = asyncio.Event()
+        return event
+
+    # -- devices -----------------------------------------------------------------------
+
+    def authenticate(self, endpoint_id: str, authorization: str | None) -> Endpoint:
+        endpoint = self.directory.endpoints.get(endpoint_id)
+        scheme, _, token = (authorization or "").partition(" ")
+        if endpoint is None:
+            # Same answer as a wrong token: ids are not secret, but no need to confirm them.
+            raise Unauthorized("unknown endpoint or wrong device token", code="bad-device-token")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            hash_key(token.strip()), endpoint.token_hash
+        ):
+            raise Unauthorized("unknown endpoint or wrong device token", code="bad-device-token")
+        return endpoint
+
+    async def changes(
+        self, endpoint: Endpoint, since: str | None
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """(new cursor, entries changed after `since`) for one device."""
+        entries = [e for e in await self.store.unit_entries(endpoint.unit) if visible(e, endpoint)]
+        cursor = since if since is not None and seq_key(since) >= (0, 0) else None
+        newer = [e for e in entries if cursor is None or seq_key(e.seq) > seq_key(cursor)]
+        now = now_ms()
+        out = [present(e, endpoint, now) for e in newer]
+        best = max((e.seq for e in entries), key=seq_key, default=cursor or "0-0")
+        if cursor is not None and seq_key(cursor) > seq_key(best):
+            best = cursor
+        for e, shown in zip(newer, out, strict=True):
+            if shown["reason"] != "expired":
+                self._fetched.append(_Fetch(e.alert, endpoint.kind.value, endpoint))
+        return best, out
+
+    async def wait_changes(
+        self, endpoint: Endpoint, since: str | None, wait_s: float
+    ) -> tuple[str, list[dict[str, Any]]]:
+        """Long-poll: changes now, or the first within `wait_s` seconds."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            event = self.event_for(endpoint.unit)
+            cursor, changes = await self.changes(endpoint, since)
+            left = deadline - time.monotonic()
+            if changes or left <= 0:
+                return cursor, changes
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), left)
+
+    async def stream(
+        self, endpoint: Endpoint, since: str | None
+    ) -> AsyncIterator[tuple[str, dict[str, Any]] | None]:
+        """Server-sent events: each change as (seq, entry); None for a keepalive."""
+        cursor = since
+        while True:
+            event = self.event_for(endpoint.unit)
+            cursor, changes = await self.changes(endpoint, cursor)
+            for change in changes:
+                yield change["seq"], change
+            try:
+                await asyncio.wait_for(event.wait(), self.settings.keepalive_s)
+            except TimeoutError:
+                yield None
+
+    # -- receipts ----------------------------------------------------------------------
+
+    async def flush(self) -> None:
+        """Write `sent` receipts for what devices fetched, one script call per alert."""
+        fetched, self._fetched = self._fetched, []
+        groups: dict[tuple[str, str], dict[str, ReceiptUpdate]] = {}
+        for f in fetched:
+            ep = f.endpoint
+            update = ReceiptUpdate(
+                ep.id, "sent", ep.unit, str(ep.covers_population), ep.languages[0],
+                " ".join(ep.groups),
+            )  # fmt: skip
+            groups.setdefault((f.alert, f.channel), {})[ep.id] = update
+        for (alert, channel), updates in groups.items():
+            accepted = await self._accepted(alert)
+            if accepted is None:
+                continue
+            await self.store.record(alert, channel, list(updates.values()), accepted_ms=accepted)
+            self.metrics.deliveries.labels(channel, "-", "sent").inc(len(updates))
+
+    async def _flush_forever(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_S)
+            try:
+                await self.flush()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("writing endpoint receipts failed")
+
+    async def _accepted(self, alert: str) -> int | None:
+        found = self._accepted_ms.get(alert)
+        if found is None:
+            life = await self.store.lifecycle(alert)
+            if life is None:
+                return None
+            found = self._accepted_ms[alert] = life[2]
+        return found
+
+    async def receipts(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        """Played / displayed / failed, as the device reports them."""
+        try:
+            data = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        if isinstance(data, dict) and "receipts" not in data:
+            data = {"receipts": [data]}
+        try:
+            parsed = Receipts.model_validate(data)
+        except ValidationError as exc:
+            raise Unprocessable(
+                "invalid receipts", code="invalid-receipt", errors=field_errors(exc)
+            ) from None
+        confirm = "played" if endpoint.kind.value == Channel.LOUDSPEAKER.value else "displayed"
+        counted = 0
+        for r in parsed.receipts:
+            if r.status not in (confirm, "failed"):
+                raise Unprocessable(
+                    f"a {endpoint.kind.value} reports '{confirm}' or 'failed', not {r.status!r}",
+                    code="invalid-receipt",
+                )
+            accepted = await self._accepted(r.alert)
+            if accepted is None:
+                raise NotFound(f"no alert {r.alert!r}", code="alert-not-found")
+            update = ReceiptUpdate(
+                endpoint.id,
+                r.status,
+                endpoint.unit,
+                str(endpoint.covers_population),
+                endpoint.languages[0],
+                " ".join(endpoint.groups),
+                "",
+                r.reason or "",
+            )
+            await self.flush()  # a receipt never overtakes the fetch it answers
+            counted += await self.store.record(
+                r.alert, endpoint.kind.value, [update], accepted_ms=accepted
+            )
+            self.metrics.receipts.labels(endpoint.kind.value, "endpoint").inc()
+            self.metrics.deliveries.labels(endpoint.kind.value, "-", r.status).inc()
+            self.metrics.latency.observe(
+                (endpoint.kind.value, r.status), max(0.0, (now_ms() - accepted) / 1000)
+            )
+        return {"accepted": len(parsed.receipts), "changed": counted}
+
+    async def heartbeat(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        try:
+            data = orjson.loads(body or b"{}")
+            beat = Heartbeat.model_validate(data)
+        except orjson.JSONDecodeError as exc:
+            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        except ValidationError as exc:
+            raise Unprocessable(
+                "invalid heartbeat", code="invalid-heartbeat", errors=field_errors(exc)
+            ) from None
+        at = now_ms()
+        await self.store.heartbeat(endpoint.id, beat.model_dump(exclude_none=True), at)
+        return {"endpoint": endpoint.id, "last_seen": at}
+
+
+def parse_wait(request: web.Request, max_wait: float) -> float:
+    raw = request.query.get("wait", "0")
+    try:
+        wait = float(raw)
+    except ValueError:
+        raise BadRequest("wait must be a number of seconds", code="bad-query") from None
+    if wait < 0:
+        raise BadRequest("wait must not be negative", code="bad-query")
+    return min(wait, max_wait)

@@ -1,0 +1,350 @@
+"""Dispatch: the planning stage — plan, render, publish to units, enqueue batches.
+
+For each accepted alert version (read from the planning streams, red/orange first) the
+planner works out the deliveries (`plan`), renders each message once per channel ×
+unit × language × kind (`render`), publishes the loudspeaker and screen messages as
+the units' active state, and cuts push recipients into provider-sized batches on the
+send streams. Planning is idempotent: a `done` mark stops a second run, and a run
+interrupted before the mark enqueues batches that the send stage de-duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from gateway.callbacks import relay_code
+from gateway.config import Config
+from gateway.errors import RenderError
+from gateway.metrics import Metrics
+from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
+from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert
+from gateway.render import Context, Rendered, Renderer
+from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store
+
+__all__ = ["Planner", "lane_of", "message_field"]
+
+log = logging.getLogger("warngate.planner")
+# Plans, messages and receipts outlive their alert by this much (reports, late receipts).
+KEEP_AFTER_EXPIRY_S = 30 * 24 * 3600
+
+
+def lane_of(level: Level | str) -> str:
+    return "hi" if Level(level).high_priority else "lo"
+
+
+def message_field(channel: Channel | str, unit: str, lang: str, kind: Kind | str) -> str:
+    return f"{channel}|{unit}|{lang}|{kind}"
+
+
+def rendered_json(r: Rendered) -> str:
+    return orjson.dumps(
+        {
+            "text": r.text,
+            "title": r.title,
+            "language": r.language,
+            "requested": r.requested,
+            "direction": r.direction,
+            "variant": r.variant,
+            "encoding": r.encoding,
+            "segments": r.segments,
+            "seconds": r.seconds,
+            "template": r.template,
+        }
+    ).decode()
+
+
+@dataclass
+class _Renders:
+    messages: dict[str, str] = field(default_factory=dict)
+    by_key: dict[str, Rendered] = field(default_factory=dict)
+    failures: dict[str, RenderError] = field(default_factory=dict)
+    relay_codes: dict[str, str] = field(default_factory=dict)
+
+
+class Planner:
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        renderer: Renderer,
+        metrics: Metrics,
+        batch_sizes: Mapping[Channel, int],
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.renderer = renderer
+        self.metrics = metrics
+        self.batch_sizes = dict(batch_sizes)
+
+    async def plan(self, alert: str, *, now: datetime | None = None) -> Plan | None:
+        """Plan one alert version; None when there is nothing (more) to do for it."""
+        started = time.perf_counter()
+        record = await self.store.get_alert(alert)
+        if record is None or await self.store.plan_done(alert):
+            return None
+        ttl = self._ttl(record)
+        if record.alert.msgType is not MsgType.CANCEL and record.state is not AlertState.ACTIVE:
+            # Superseded, cancelled or expired before it was planned: nothing goes out.
+            log.info("not planning %s: it is %s", alert, record.state.value)
+            await self.store.mark_plan_done(alert, ttl)
+            self.metrics.plans.labels("skipped").inc()
+            return None
+        agency = self.config.registry.agencies.get(record.agency)
+        if agency is None:
+            log.error("not planning %s: agency %s is no longer configured", alert, record.agency)
+            await self.store.mark_plan_done(alert, ttl)
+            self.metrics.plans.labels("failed").inc()
+            return None
+        when = now or datetime.now(UTC)
+        reached, previous = await self._earlier_versions(record)
+        plan = plan_alert(
+            record,
+            self.config.directory,
+            self.config.policy,
+            agency,
+            now=when,
+            geocode_names=self.config.settings.ingest.geocode_names,
+            reached=reached,
+        )
+        renders = self._render_all(record, plan, agency, previous)
+        accepted_ms = int(record.received.timestamp() * 1000)
+        await self.store.save_plan(
+            alert, self._summary(record, plan, renders), renders.messages, {}, accepted_ms, ttl
+        )
+        if renders.relay_codes:
+            await self.store.save_relay_codes(renders.relay_codes, ttl)
+        await self._publish_units(record, plan, renders, previous)
+        await self._enqueue(record, plan, renders, accepted_ms)
+        await self.store.mark_plan_done(alert, ttl)
+        self.metrics.plans.labels("planned").inc()
+        self.metrics.plan_seconds.observe(time.perf_counter() - started)
+        log.info(
+            "planned %s (%s %s): %d units, %d push recipients, %d endpoints",
+            alert,
+            record.alert.msgType.value,
+            record.level.value,
+            len(plan.units),
+            sum(len(g) for g in plan.push),
+            len(plan.endpoints),
+        )
+        return plan
+
+    # -- inputs ------------------------------------------------------------------------
+
+    async def _earlier_versions(
+        self, record: AlertRecord
+    ) -> tuple[dict[Channel, frozenset[str]], AlertRecord | None]:
+        """Who had the versions this one updates or cancels, and the latest of them."""
+        if not record.supersedes:
+            return {}, None
+        reached: dict[Channel, set[str]] = {c: set() for c in Channel}
+        for ref in record.supersedes:
+            for channel in PUSH_CHANNELS:
+                reached[channel] |= await self.store.reached(ref, channel)
+            summary = await self.store.plan_summary(ref) or {}
+            for channel in PULL_CHANNELS:
+                reached[channel] |= set(summary.get("pull_units", {}).get(channel.value, []))
+        previous = await self.store.get_alerts(record.supersedes)
+        latest = max(previous, key=lambda r: r.received) if previous else None
+        return {c: frozenset(ids) for c, ids in reached.items() if ids}, latest
+
+    # -- rendering ---------------------------------------------------------------------
+
+    def _render_all(
+        self, record: AlertRecord, plan: Plan, agency: Any, previous: AlertRecord | None
+    ) -> _Renders:
+        wanted: set[tuple[Channel, str, str, Kind]] = set()
+        for g in plan.push:
+            wanted.add((g.channel, g.unit, g.language, g.kind))
+        for e in plan.endpoints:
+            for lang in e.endpoint.languages:
+                wanted.add((e.channel, e.endpoint.unit, lang, e.kind))
+                if e.kind is not Kind.CANCEL:  # ready for expiry or a lost cancellation
+                    wanted.add((e.channel, e.endpoint.unit, lang, Kind.CANCEL))
+        out = _Renders()
+        policy = self.config.policy
+        secret = self.config.settings.secret.get_secret_value()
+        for channel, unit, lang, kind in sorted(wanted):
+            prev_level = previous.level if previous else None
+            if kind is Kind.CANCEL and prev_level is None:
+                prev_level = record.level
+            code = relay_code(secret, record.id, unit) if channel is Channel.MESSENGER else None
+            if code is not None:
+                out.relay_codes[code] = f"{record.id}|{unit}"
+            tz = policy.for_unit(unit).tz()
+            ctx = Context(record, kind, unit, agency, prev_level, tz, relay_code=code)
+            key = message_field(channel, unit, lang, kind)
+            try:
+                rendered = self.renderer.render(channel, lang, ctx)
+            except RenderError as exc:
+                out.failures[key] = exc
+                code = getattr(exc, "code", "render-failed")
+                self.metrics.render_failures.labels(channel.value, code).inc()
+                log.warning("cannot render %s for %s: %s", key, record.id, exc)
+                continue
+            if rendered.fallback:
+                self.metrics.render_fallbacks.labels(
+                    channel.value, rendered.requested, rendered.language
+                ).inc()
+                log.info("fallback %s→%s for %s", rendered.requested, rendered.language, key)
+            out.by_key[key] = rendered
+            out.messages[key] = rendered_json(rendered)
+        return out
+
+    # -- outputs -------------------------------------------------------------------------
+
+    def _summary(self, record: AlertRecord, plan: Plan, renders: _Renders) -> dict[str, Any]:
+        counts: dict[str, int] = {}
+        for g in plan.push:
+            counts[g.channel.value] = counts.get(g.channel.value, 0) + len(g)
+        for e in plan.endpoints:
+            counts[e.channel.value] = counts.get(e.channel.value, 0) + 1
+        pull_units: dict[str, list[str]] = {}
+        for e in plan.endpoints:
+            units = pull_units.setdefault(e.channel.value, [])
+            if e.endpoint.unit not in units:
+                units.append(e.endpoint.unit)
+        return {
+            "alert": record.id,
+            "msgType": record.alert.msgType.value,
+            "level": record.level.value,
+            "exercise": record.exercise,
+            "accepted_ms": int(record.received.timestamp() * 1000),
+            "planned_ms": int(time.time() * 1000),
+            "units": {
+                u.code: {
+                    "population": u.population,
+                    "channels": [c.value for c in u.channels],
+                    "languages": list(u.languages),
+                }
+                for u in plan.units
+            },
+            "targeted": {f"{u}|{c.value}": n for (u, c), n in plan.targeted().items()},
+            "counts": counts,
+            "pull_units": pull_units,
+            "outside": plan.outside,
+            "unresolved": plan.unresolved,
+            "groups": plan.groups,
+            "render_failures": [
+                {"message": key, "code": getattr(exc, "code", "render-failed"), "error": str(exc)}
+                for key, exc in sorted(renders.failures.items())
+            ],
+        }
+
+    async def _publish_units(
+        self, record: AlertRecord, plan: Plan, renders: _Renders, previous: AlertRecord | None
+    ) -> None:
+        """Loudspeakers and screens: one entry per unit, all their languages in it."""
+        by_unit: dict[str, dict[str, Any]] = {}
+        for e in plan.endpoints:
+            unit = e.endpoint.unit
+            entry = by_unit.setdefault(unit, {"kind": e.kind.value, "messages": {}, "cancel": {}})
+            for lang in e.endpoint.languages:
+                for kind, target in ((e.kind, "messages"), (Kind.CANCEL, "cancel")):
+                    key = message_field(e.channel, unit, lang, kind)
+                    r = renders.by_key.get(key)
+                    if r is not None:
+                        entry[target].setdefault(e.channel.value, {})[lang] = _pull_message(r)
+        is_cancel = record.alert.msgType is MsgType.CANCEL
+        chain = sorted(set(record.supersedes) | set(previous.supersedes if previous else []))
+        for unit, parts in sorted(by_unit.items()):
+            rules = self.config.policy.for_unit(unit)
+            cancel_here = is_cancel or parts["kind"] == Kind.CANCEL.value
+            entry = {
+                "id": record.id,
+                "action": "cancel" if cancel_here else "play",
+                "kind": parts["kind"],
+                "level": record.level.value,
+                "hazard": record.hazards[0],
+                "status": record.alert.status.value,
+                "exercise_only": record.exercise and rules.exercise_only_marked,
+                "groups": plan.groups,
+                "expires": int(record.expires.timestamp() * 1000),
+                "supersedes": chain,
+                "messages": parts["cancel"] if cancel_here else parts["messages"],
+                "cancel_messages": parts["cancel"],
+            }
+            await self.store.publish(
+                unit, record.id, entry, remove=chain, require_active=not cancel_here
+            )
+        counts: dict[Channel, int] = {}
+        for e in plan.endpoints:
+            counts[e.channel] = counts.get(e.channel, 0) + 1
+        await self.store.count_queued(record.id, {c.value: n for c, n in counts.items()})
+
+    async def _enqueue(
+        self, record: AlertRecord, plan: Plan, renders: _Renders, accepted_ms: int
+    ) -> None:
+        lane = lane_of(record.level)
+        by_stream: dict[str, list[Batch]] = {}
+        queued: dict[str, int] = {}
+        failed: dict[Channel, list[ReceiptUpdate]] = {}
+        for g in plan.push:
+            key = message_field(g.channel, g.unit, g.language, g.kind)
+            cols = g.columns
+            queued[g.channel.value] = queued.get(g.channel.value, 0) + len(g)
+            if key in renders.failures:
+                failed.setdefault(g.channel, []).extend(
+                    ReceiptUpdate(
+                        cols.ids[i],
+                        "failed",
+                        g.unit,
+                        str(cols.persons[i]),
+                        g.language,
+                        cols.groups[i],
+                    )
+                    for i in g.rows
+                )
+                continue
+            size = self.batch_sizes.get(g.channel, self.config.settings.dispatch.batch_size)
+            stream = self.store.keys.send_queue(g.channel.value, lane)
+            for start in range(0, len(g.rows), size):
+                rows = g.rows[start : start + size]
+                persons = 0 if g.channel is Channel.MESSENGER else None
+                by_stream.setdefault(stream, []).append(
+                    Batch(
+                        alert=record.id,
+                        channel=g.channel.value,
+                        unit=g.unit,
+                        language=g.language,
+                        kind=g.kind.value,
+                        message=key,
+                        level=record.level.value,
+                        accepted_ms=accepted_ms,
+                        recipients=tuple(
+                            BatchRecipient(
+                                cols.ids[i],
+                                cols.addresses[i],
+                                cols.persons[i] if persons is None else persons,
+                                cols.groups[i],
+                            )
+                            for i in rows
+                        ),
+                    )
+                )
+        await self.store.count_queued(record.id, queued)
+        for channel, updates in failed.items():
+            await self.store.record(record.id, channel.value, updates, accepted_ms=accepted_ms)
+            self.metrics.deliveries.labels(channel.value, "-", "failed").inc(len(updates))
+        for stream, batches in by_stream.items():
+            await self.store.enqueue(stream, batches)
+
+    def _ttl(self, record: AlertRecord) -> int:
+        left = record.expires.timestamp() - time.time()
+        return int(max(left, 0) + KEEP_AFTER_EXPIRY_S)
+
+
+def _pull_message(r: Rendered) -> dict[str, Any]:
+    return {
+        "text": r.text,
+        "language": r.language,
+        "direction": r.direction,
+        "seconds": r.seconds,
+    }

@@ -1,0 +1,1217 @@
+"""Directory: a deterministic generator of realistic sample directories (and big ones for benchmarks).
+
+`generate(out)` writes the four directory files of a configuration directory:
+
+    divisions.yaml   two prefectures, three counties, their townships and ~190
+                     villages/communities with population, languages, outline and centroid
+    groups.yaml      the population groups
+    endpoints.csv    village loudspeakers and display screens
+    recipients.csv   SMS subscribers, app devices and messengers (grid workers, 灾害信息员)
+
+The areas are real (Changji Hui Autonomous Prefecture with Changji City and Mori Kazakh
+Autonomous County in Xinjiang; Kangbashi District of Ordos City in Inner Mongolia) but
+everything below the county is invented: township and village names are composed from
+common place-name parts, the codes, populations and outlines are made up, and so is
+every person. Phone numbers use the prefix 154, which no Chinese carrier has been given,
+so a misconfigured demo cannot text a real person.
+
+The output depends only on the arguments: the same arguments give byte-identical files
+(seeded `random.Random` streams, integer arithmetic where the result is written, lists
+walked in code order). The division tree does not depend on the row counts, so a
+benchmark directory (`--recipients 1000000 --endpoints 10000`) has the same
+divisions.yaml as the committed sample. Recipient rows are streamed unit by unit.
+
+Endpoint device tokens are derived from the endpoint id (`device_token`): a documented
+DEMO token, for local use only; endpoints.csv stores only its hash.
+
+    python -m gateway.samplegen config     # regenerate the committed sample
+"""  # noqa: E501  (the first line is the module's title)
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import re
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from random import Random
+from typing import TextIO
+
+from gateway import codes
+
+__all__ = [
+    "DEFAULT_ENDPOINTS",
+    "DEFAULT_RECIPIENTS",
+    "DEFAULT_SEED",
+    "Summary",
+    "device_token",
+    "generate",
+    "main",
+]
+
+DEFAULT_RECIPIENTS = 4000
+DEFAULT_ENDPOINTS = 320
+DEFAULT_SEED = 2026
+
+ENDPOINT_HEADER = (
+    "id",
+    "kind",
+    "unit",
+    "languages",
+    "covers_population",
+    "token_hash",
+    "groups",
+    "exercise",
+    "chars_per_line",
+    "lines",
+)
+RECIPIENT_HEADER = (
+    "id",
+    "channel",
+    "address",
+    "unit",
+    "language",
+    "groups",
+    "persons",
+    "exercise",
+    "households",
+)
+
+# Fake mobile numbers: 154 + 8 digits. 154 is a valid-looking but unallocated prefix.
+_PHONE_PREFIX = "154"
+_PHONE_HALF = 10**4  # 8 digits: 10**4 squared
+_APP_HALF = 2**32  # 16 hex digits
+MAX_RECIPIENTS = 50_000_000
+
+_KM_PER_DEG_LAT = 111.32
+_LANG_ORDER = ("zh", "ug", "kk", "mn", "en")
+
+
+def device_token(endpoint_id: str) -> str:
+    """The documented DEMO device token of a sample endpoint (local use only)."""
+    return f"wgdev-{endpoint_id}"
+
+
+def _token_hash(endpoint_id: str) -> str:
+    return "sha256:" + hashlib.sha256(device_token(endpoint_id).encode()).hexdigest()
+
+
+# -- names ---------------------------------------------------------------------------------
+
+# Place-name parts of the Xinjiang counties: (zh, ug, kk, en). Uyghur and Kazakh are in
+# Arabic script as used in Xinjiang; Chinese-origin names are transliterated, the
+# meaning names (红旗, 团结 …) translated, the Turkic ones written as the Turkic word.
+_XjPart = tuple[str, str, str, str]
+
+_XJ_HAN_FIRST: tuple[_XjPart, ...] = (
+    ("榆树", "يۈشۇ", "يۋشۋ", "Yushu"),
+    ("三工", "سەنگۇڭ", "سانگوڭ", "Sangong"),
+    ("六工", "لىيۇگۇڭ", "ليۋگوڭ", "Liugong"),
+    ("二工", "ئەرگۇڭ", "ەرگوڭ", "Ergong"),
+    ("大西", "داشى", "داشي", "Daxi"),
+    ("杏花", "شىڭخۇا", "شيڭحۋا", "Xinghua"),
+    ("五星", "ۋۇشىڭ", "ۋۋشيڭ", "Wuxing"),
+    ("永丰", "يۇڭفېڭ", "يوڭفىڭ", "Yongfeng"),
+    ("芨芨", "جىجى", "جيجي", "Jiji"),
+    ("老龙", "لاۋلۇڭ", "لاۋلوڭ", "Laolong"),
+    ("新户", "شىنخۇ", "شينحۋ", "Xinhu"),
+    ("八家", "باجيا", "باجيا", "Bajia"),
+)
+_XJ_HAN_SECOND: tuple[_XjPart, ...] = (
+    ("沟", "گۇ", "گوۋ", "gou"),
+    ("泉", "چۈەن", "چۋان", "quan"),
+    ("湖", "خۇ", "حۋ", "hu"),
+    ("庄子", "جۇاڭزى", "جۋاڭزى", "zhuangzi"),
+    ("梁", "لياڭ", "لياڭ", "liang"),
+    ("湾", "ۋەن", "ۋان", "wan"),
+    ("渠", "چۈ", "چۋ", "qu"),
+    ("滩", "تەن", "تان", "tan"),
+)
+# Names that are used alone and translated rather than transliterated.
+_XJ_MEANING: tuple[_XjPart, ...] = (
+    ("红旗", "قىزىل بايراق", "قىزىل تۋ", "Hongqi"),
+    ("幸福", "بەخت", "باقىت", "Xingfu"),
+    ("团结", "ئىتتىپاق", "ىنتىماق", "Tuanjie"),
+    ("光明", "يورۇقلۇق", "جارىق", "Guangming"),
+    ("和平", "تىنچلىق", "بەيبىتشىلىك", "Heping"),
+    ("胜利", "غەلىبە", "جەڭىس", "Shengli"),
+)
+_XJ_TURKIC_FIRST: tuple[_XjPart, ...] = (
+    ("阿克", "ئاق", "اق", "Aq"),
+    ("喀拉", "قارا", "قارا", "Qara"),
+    ("萨尔", "سېرىق", "سارى", "Sary"),
+    ("阔克", "كۆك", "كوك", "Kok"),
+    ("别斯", "بەش", "بەس", "Bes"),
+    ("阿拉", "ئالا", "الا", "Ala"),
+    ("克孜勒", "قىزىل", "قىزىل", "Qyzyl"),
+)
+_XJ_TURKIC_SECOND: tuple[_XjPart, ...] = (
+    ("布拉克", "بۇلاق", "بۇلاق", "bulaq"),
+    ("苏", "سۇ", "سۋ", "su"),
+    ("托别", "تۆپە", "توبە", "tobe"),
+    ("塔斯", "تاش", "تاس", "tas"),
+    ("库勒", "كۆل", "كول", "kol"),
+)
+# Suffix per division kind: (zh, ug, kk, en).
+_XJ_KIND: dict[str, _XjPart] = {
+    "street": ("路街道", " يولى كوچا باشقارمىسى", " جولى كوشە باسقارماسى", " Road Subdistrict"),
+    "town": ("镇", " بازىرى", " قالاشىعى", " Town"),
+    "township": ("乡", " يېزىسى", " اۋىلى", " Township"),
+    "ethnic_township": (
+        "哈萨克民族乡",
+        " قازاق مىللەتلىك يېزىسى",
+        " قازاق ۇلتتىق اۋىلى",
+        " Kazakh Ethnic Township",
+    ),
+    "community": ("社区", " مەھەللىسى", " قاۋىمى", " Community"),
+    "village": ("村", " كەنتى", " قىستاعى", " Village"),
+}
+
+# Ordos: Mongolian place-name parts (zh, mn in traditional script, en).
+_MnPart = tuple[str, str, str]
+
+_MN_FIRST: tuple[_MnPart, ...] = (
+    ("巴音", "ᠪᠠᠶᠠᠨ", "Bayan"),
+    ("乌兰", "ᠤᠯᠠᠭᠠᠨ", "Ulaan"),
+    ("查干", "ᠴᠠᠭᠠᠨ", "Chagaan"),
+    ("呼和", "ᠬᠥᠬᠡ", "Khokh"),
+    ("哈日", "ᠬᠠᠷᠠ", "Khar"),
+    ("额尔登", "ᠡᠷᠳᠡᠨᠢ", "Erdene"),
+    ("沙日", "ᠰᠢᠷ᠎ᠠ", "Shar"),
+    ("阿拉坦", "ᠠᠯᠲᠠᠨ", "Altan"),
+    ("乌力吉", "ᠥᠯᠵᠡᠢ", "Olzii"),
+)
+_MN_SECOND: tuple[_MnPart, ...] = (
+    ("淖尔", "ᠨᠠᠭᠤᠷ", "Nuur"),
+    ("布拉格", "ᠪᠤᠯᠠᠭ", "Bulag"),
+    ("陶勒盖", "ᠲᠣᠯᠣᠭᠠᠢ", "Tolgoi"),
+    ("敖包", "ᠣᠪᠣᠭ᠎ᠠ", "Oboo"),
+    ("高勒", "ᠭᠣᠣᠯ", "Gol"),
+    ("塔拉", "ᠲᠠᠯ᠎ᠠ", "Tal"),
+    ("希里", "ᠰᠢᠯᠢ", "Shil"),
+)
+_MN_KIND: dict[str, _MnPart] = {
+    "street": ("街道", " ᠭᠤᠳᠤᠮᠵᠢ", " Subdistrict"),
+    "town": ("镇", " ᠪᠠᠯᠭᠠᠰᠤ", " Town"),
+    "community": ("社区", " ᠬᠣᠷᠣᠭᠠᠯᠠᠩ", " Community"),
+    "village": ("村", " ᠭᠠᠴᠠᠭ᠎ᠠ", " Village"),
+    "gachaa": ("嘎查", " ᠭᠠᠴᠠᠭ᠎ᠠ", " Gachaa"),
+}
+
+_GROUPS: tuple[tuple[str, dict[str, str]], ...] = (
+    (
+        "schools",
+        {"zh": "学校", "ug": "مەكتەپلەر", "kk": "مەكتەپتەر", "mn": "ᠰᠤᠷᠭᠠᠭᠤᠯᠢ", "en": "schools"},
+    ),
+    (
+        "care_homes",
+        {
+            "zh": "养老院",
+            "ug": "قېرىلار ئۆيى",
+            "kk": "قارتتار ٴۇيى",
+            "mn": "ᠠᠰᠠᠷᠠᠮᠵᠢ ᠶᠢᠨ ᠭᠡᠷ",
+            "en": "care homes",
+        },
+    ),
+    (
+        "hospitals",
+        {
+            "zh": "医院",
+            "ug": "دوختۇرخانىلار",
+            "kk": "اۋرۋحانالار",
+            "mn": "ᠡᠮᠨᠡᠯᠭᠡ",
+            "en": "hospitals",
+        },
+    ),
+    (
+        "tourist_sites",
+        {
+            "zh": "旅游景区",
+            "ug": "ساياھەت رايونلىرى",
+            "kk": "ساياحات ورىندارى",
+            "mn": "ᠵᠢᠭᠤᠯᠴᠢᠯᠠᠯ ᠤᠨ ᠣᠷᠣᠨ",
+            "en": "tourist sites",
+        },
+    ),
+    (
+        "herders",
+        {"zh": "牧民", "ug": "چارۋىچىلار", "kk": "مالشىلار", "mn": "ᠮᠠᠯᠴᠢᠨ", "en": "herders"},
+    ),
+    (
+        "enterprises",
+        {
+            "zh": "企业",
+            "ug": "كارخانىلار",
+            "kk": "كاسىپورىندار",
+            "mn": "ᠠᠵᠢᠯ ᠠᠬᠤᠢ",
+            "en": "enterprises",
+        },
+    ),
+    (
+        "officials",
+        {"zh": "干部", "ug": "كادىرلار", "kk": "كادرلار", "mn": "ᠠᠯᠪᠠᠨ ᠲᠤᠰᠢᠮᠠᠯ", "en": "officials"},
+    ),
+    (
+        "village_officials",
+        {
+            "zh": "村干部",
+            "ug": "كەنت كادىرلىرى",
+            "kk": "قىستاق كادرلارى",
+            "mn": "ᠭᠠᠴᠠᠭ᠎ᠠ ᠶᠢᠨ ᠠᠯᠪᠠᠨ ᠲᠤᠰᠢᠮᠠᠯ",
+            "en": "village officials",
+        },
+    ),
+)
+
+
+def _xj_name(part: _XjPart, kind: str) -> dict[str, str]:
+    zh, ug, kk, en = part
+    szh, sug, skk, sen = _XJ_KIND[kind]
+    return {"zh": zh + szh, "ug": ug + sug, "kk": kk + skk, "en": en + sen}
+
+
+def _mn_name(part: _MnPart, kind: str) -> dict[str, str]:
+    zh, mn, en = part
+    szh, smn, sen = _MN_KIND[kind]
+    return {"zh": zh + szh, "mn": mn + smn, "en": en + sen}
+
+
+class _NamePool:
+    """Base names of one county, drawn without replacement (unique within the county)."""
+
+    def __init__(self, rng: Random, family: str) -> None:
+        self.family = family
+        self.xj_han: list[_XjPart] = []
+        self.xj_turkic: list[_XjPart] = []
+        self.mn: list[_MnPart] = []
+        self.streets_xj: list[_XjPart] = []
+        self.streets_mn: list[_MnPart] = []
+        if family == "xj":
+            self.xj_han = [*_XJ_HAN_FIRST, *_XJ_MEANING]
+            for a in _XJ_HAN_FIRST:
+                for b in _XJ_HAN_SECOND:
+                    self.xj_han.append((a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]))
+            for a in _XJ_TURKIC_FIRST:
+                for b in _XJ_TURKIC_SECOND:
+                    self.xj_turkic.append((a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]))
+            self.streets_xj = [*_XJ_HAN_FIRST, *_XJ_MEANING]
+            rng.shuffle(self.xj_han)
+            rng.shuffle(self.xj_turkic)
+            rng.shuffle(self.streets_xj)
+        else:
+            self.mn = list(_MN_FIRST)
+            for c in _MN_FIRST:
+                for d in _MN_SECOND:
+                    self.mn.append((c[0] + d[0], f"{c[1]} {d[1]}", f"{c[2]} {d[2]}"))
+            self.streets_mn = list(_MN_FIRST)
+            rng.shuffle(self.mn)
+            rng.shuffle(self.streets_mn)
+
+    def name(self, kind: str, turkic: bool) -> dict[str, str]:
+        if self.family == "mn":
+            pool = self.streets_mn if kind == "street" else self.mn
+            return _mn_name(pool.pop(), kind)
+        if kind == "street":
+            return _xj_name(self.streets_xj.pop(), kind)
+        first, second = (self.xj_turkic, self.xj_han) if turkic else (self.xj_han, self.xj_turkic)
+        return _xj_name((first or second).pop(), kind)
+
+
+# -- the sample's shape ----------------------------------------------------------------------
+
+_Langs = tuple[str, ...]
+_LangChoice = tuple[tuple[_Langs, int], ...]
+
+
+@dataclass(frozen=True)
+class _Town:
+    """A township-level division (街道, 镇, 乡) and what lies under it."""
+
+    suffix: int  # the 3 digits after the county code
+    kind: str  # street | town | township | ethnic_township
+    communities: tuple[int, int] = (0, 0)  # how many, min and max
+    villages: tuple[int, int] = (0, 0)
+    village_km: float = 5.0  # side of a village's square on the layout grid
+    pastoral: float = 0.0  # share of pastoral (herding) villages
+
+
+@dataclass(frozen=True)
+class _County:
+    prefecture: str
+    code: str
+    kind: str
+    name: dict[str, str]
+    languages: _Langs
+    family: str  # xj | mn
+    lat: float
+    lon: float
+    cos_lat: float  # cos(lat), written out so no libm call decides a coordinate
+    community_km: float
+    community_pop: tuple[int, int, int]  # low, high, mode
+    village_pop: tuple[int, int, int]
+    community_langs: _LangChoice
+    village_langs: _LangChoice
+    pastoral_langs: _LangChoice
+    towns: tuple[_Town, ...]
+
+
+@dataclass(frozen=True)
+class _Prefecture:
+    code: str
+    name: dict[str, str]
+    languages: _Langs
+
+
+_PREFECTURES = (
+    _Prefecture(
+        "652300",
+        {
+            "zh": "昌吉回族自治州",
+            "ug": "سانجى خۇيزۇ ئاپتونوم ئوبلاستى",
+            "kk": "سانجي حۋيزۋ اۆتونوميالى وبلىسى",
+            "en": "Changji Hui Autonomous Prefecture",
+        },
+        ("zh", "ug", "kk"),
+    ),
+    _Prefecture(
+        "150600",
+        {"zh": "鄂尔多斯市", "mn": "ᠣᠷᠳᠣᠰ ᠬᠣᠲᠠ", "en": "Ordos City"},
+        ("zh", "mn"),
+    ),
+)
+
+_COUNTIES = (
+    _County(
+        prefecture="652300",
+        code="652301",
+        kind="city",
+        name={"zh": "昌吉市", "ug": "سانجى شەھىرى", "kk": "سانجي قالاسى", "en": "Changji City"},
+        languages=("zh", "ug", "kk"),
+        family="xj",
+        lat=44.01,
+        lon=87.30,
+        cos_lat=0.7192,
+        community_km=1.1,
+        community_pop=(2000, 12000, 5500),
+        village_pop=(300, 3000, 1200),
+        community_langs=((("zh", "ug"), 60), (("zh", "ug", "kk"), 25), (("zh",), 15)),
+        village_langs=(
+            (("zh", "ug"), 45),
+            (("zh", "ug", "kk"), 25),
+            (("zh", "kk"), 20),
+            (("zh",), 10),
+        ),
+        pastoral_langs=((("kk", "zh"), 70), (("kk", "zh", "ug"), 30)),
+        towns=(
+            *(_Town(i, "street", communities=(6, 8)) for i in range(1, 7)),
+            *(
+                _Town(i, "town", villages=(8, 11), village_km=4.5, pastoral=0.05)
+                for i in range(100, 104)
+            ),
+            _Town(200, "township", villages=(8, 11), village_km=5.0, pastoral=0.15),
+            _Town(201, "township", villages=(8, 11), village_km=5.0, pastoral=0.15),
+            _Town(202, "ethnic_township", villages=(8, 11), village_km=9.0, pastoral=0.9),
+        ),
+    ),
+    _County(
+        prefecture="652300",
+        code="652328",
+        kind="autonomous_county",
+        name={
+            "zh": "木垒哈萨克自治县",
+            "ug": "مورى قازاق ئاپتونوم ناھىيىسى",
+            "kk": "موري قازاق اۆتونوميالى اۋدانى",
+            "en": "Mori Kazakh Autonomous County",
+        },
+        languages=("kk", "zh", "ug"),
+        family="xj",
+        lat=43.83,
+        lon=90.28,
+        cos_lat=0.7214,
+        community_km=1.0,
+        community_pop=(2000, 6000, 3000),
+        village_pop=(300, 3000, 1100),
+        community_langs=((("zh", "kk", "ug"), 50), (("zh", "kk"), 50)),
+        village_langs=((("zh", "kk"), 40), (("kk", "zh"), 40), (("kk", "zh", "ug"), 20)),
+        pastoral_langs=((("kk", "zh"), 75), (("kk", "zh", "ug"), 25)),
+        towns=(
+            _Town(100, "town", communities=(2, 4), villages=(5, 8), village_km=6.0),
+            _Town(101, "town", villages=(5, 8), village_km=6.0, pastoral=0.4),
+            *(
+                _Town(i, "township", villages=(5, 8), village_km=7.0, pastoral=0.4)
+                for i in range(200, 203)
+            ),
+            *(
+                _Town(i, "township", villages=(5, 8), village_km=11.0, pastoral=0.9)
+                for i in range(203, 207)
+            ),
+        ),
+    ),
+    _County(
+        prefecture="150600",
+        code="150603",
+        kind="district",
+        name={"zh": "康巴什区", "mn": "ᠬᠠᠩᠪᠠᠰᠢ ᠲᠣᠭᠣᠷᠢᠭ", "en": "Kangbashi District"},
+        languages=("zh", "mn"),
+        family="mn",
+        lat=39.61,
+        lon=109.78,
+        cos_lat=0.7704,
+        community_km=1.3,
+        community_pop=(2000, 12000, 3000),
+        village_pop=(300, 2500, 900),
+        community_langs=((("zh", "mn"), 80), (("zh",), 20)),
+        village_langs=((("zh", "mn"), 60), (("mn", "zh"), 40)),
+        pastoral_langs=((("mn", "zh"), 100),),
+        towns=(
+            *(_Town(i, "street", communities=(4, 6)) for i in range(1, 5)),
+            _Town(100, "town", villages=(4, 6), village_km=5.0, pastoral=0.4),
+        ),
+    ),
+)
+
+_COUNTY_LABEL = {c.code: c.name["en"] for c in _COUNTIES}
+
+
+# -- divisions -----------------------------------------------------------------------------
+
+_Point = tuple[float, float]
+
+
+@dataclass
+class _Division:
+    code: str
+    kind: str
+    name: dict[str, str]
+    languages: _Langs
+    population: int = 0
+    centroid: _Point | None = None
+    polygon: list[_Point] | None = None
+
+
+@dataclass
+class _Unit:
+    """A village or community, with what the row generators need to know about it."""
+
+    div: _Division
+    county: str
+    pastoral: bool
+    tourist: bool
+    school: bool
+    care_home: bool
+    hospital: bool
+
+    @property
+    def code(self) -> str:
+        return self.div.code
+
+    @property
+    def population(self) -> int:
+        return self.div.population
+
+    @property
+    def languages(self) -> _Langs:
+        return self.div.languages
+
+    @property
+    def community(self) -> bool:
+        return self.div.kind == "community"
+
+
+@dataclass
+class _Tree:
+    divisions: list[_Division] = field(default_factory=list)  # depth-first, code order
+    units: list[_Unit] = field(default_factory=list)  # code order
+    headings: dict[str, str] = field(default_factory=dict)  # code -> comment before it
+
+
+def _weighted(rng: Random, choices: _LangChoice) -> _Langs:
+    total = sum(w for _, w in choices)
+    x = rng.randrange(total)
+    for value, w in choices:
+        if x < w:
+            return value
+        x -= w
+    raise AssertionError("unreachable")
+
+
+def _pack(sizes: Sequence[_Point], gap: float) -> tuple[list[_Point], float, float]:
+    """Shelf-pack (width, height) boxes into rows about as wide as the whole is tall.
+
+    Returns each box's lower-left offset and the total width and height.
+    """
+    if not sizes:
+        return [], 0.0, 0.0
+    area = sum((w + gap) * (h + gap) for w, h in sizes)
+    max_w = max(max(w for w, _ in sizes), math.sqrt(area) * 1.25)
+    rows: list[list[int]] = [[]]
+    x = 0.0
+    for i, (w, _) in enumerate(sizes):
+        if rows[-1] and x + w > max_w:
+            rows.append([])
+            x = 0.0
+        rows[-1].append(i)
+        x += w + gap
+    offsets: list[_Point] = [(0.0, 0.0)] * len(sizes)
+    width = 0.0
+    y = 0.0
+    for row in reversed(rows):  # the first row ends up at the top (north)
+        x = 0.0
+        for i in row:
+            offsets[i] = (x, y)
+            x += sizes[i][0] + gap
+        width = max(width, x - gap)
+        y += max(sizes[i][1] for i in row) + gap
+    return offsets, width, y - gap
+
+
+def _grid(n: int, cell: float) -> tuple[int, int, float, float]:
+    cols = math.isqrt(n - 1) + 1 if n else 0
+    rows = -(-n // cols) if n else 0
+    return cols, rows, cols * cell, rows * cell
+
+
+@dataclass
+class _Cell:
+    unit: _Unit
+    x: float  # lower-left, km east of the county's west edge
+    y: float
+    size: float
+
+
+def _outline(rng: Random, cell: _Cell, per_edge: int) -> list[_Point]:
+    """A star-shaped ring inside the cell: each point of the inset square pulled inwards.
+
+    Points keep their angular order around the centre, so the ring is simple (valid).
+    """
+    inset = cell.size * 0.03
+    x0, y0 = cell.x + inset, cell.y + inset
+    side = cell.size - 2 * inset
+    cx, cy = x0 + side / 2, y0 + side / 2
+    steps = per_edge + 1
+    ring: list[_Point] = []
+    corners = (
+        (x0, y0, 1, 0),
+        (x0 + side, y0, 0, 1),
+        (x0 + side, y0 + side, -1, 0),
+        (x0, y0 + side, 0, -1),
+    )
+    for sx, sy, dx, dy in corners:
+        for k in range(steps):
+            px, py = sx + dx * side * k / steps, sy + dy * side * k / steps
+            pull = rng.random() * (0.25 if k == 0 else 0.15)
+            ring.append((px + (cx - px) * pull, py + (cy - py) * pull))
+    ring.append(ring[0])
+    return ring
+
+
+def _build_tree(seed: int) -> _Tree:
+    rng = Random(f"warngate-samplegen-divisions-{seed}")
+    tree = _Tree()
+    for pref in _PREFECTURES:
+        pref_div = _Division(pref.code, "prefecture", pref.name, pref.languages)
+        tree.divisions.append(pref_div)
+        tree.headings[pref.code] = f"{pref.name['en']} ({pref.name['zh']})"
+        for county in (c for c in _COUNTIES if c.prefecture == pref.code):
+            county_div = _Division(county.code, county.kind, county.name, county.languages)
+            tree.divisions.append(county_div)
+            tree.headings[county.code] = f"{county.name['en']} ({county.name['zh']})"
+            units = _build_county(rng, county, tree)
+            county_div.population = sum(u.population for u in units)
+            pref_div.population += county_div.population
+            tree.units.extend(units)
+    return tree
+
+
+def _build_county(rng: Random, county: _County, tree: _Tree) -> list[_Unit]:
+    names = _NamePool(rng, county.family)
+    blocks: list[tuple[_Division, list[_Unit], list[tuple[list[_Unit], float]]]] = []
+    for town in county.towns:
+        code = f"{county.code}{town.suffix:03d}"
+        tkind = "township" if town.kind == "ethnic_township" else town.kind
+        town_langs = ("kk", "zh", "ug") if town.kind == "ethnic_township" else county.languages
+        town_div = _Division(code, tkind, names.name(town.kind, town.pastoral > 0.5), town_langs)
+        n_comm = rng.randint(*town.communities)
+        n_vill = rng.randint(*town.villages)
+        communities: list[_Unit] = []
+        villages: list[_Unit] = []
+        for i in range(n_comm):
+            langs = _weighted(rng, county.community_langs)
+            div = _Division(
+                f"{code}{i + 1:03d}",
+                "community",
+                names.name("community", langs[0] != "zh"),
+                langs,
+                population=round(rng.triangular(*_tri(county.community_pop))),
+            )
+            communities.append(
+                _Unit(
+                    div,
+                    county.code,
+                    pastoral=False,
+                    tourist=rng.random() < (0.15 if county.family == "mn" else 0.06),
+                    school=rng.random() < 0.5,
+                    care_home=rng.random() < 0.2,
+                    hospital=rng.random() < 0.1,
+                )
+            )
+        for i in range(n_vill):
+            pastoral = rng.random() < town.pastoral
+            langs = _weighted(rng, county.pastoral_langs if pastoral else county.village_langs)
+            low, high, mode = county.village_pop
+            if pastoral:
+                high, mode = min(high, 2000), min(mode, 700)
+            kind = "village"
+            name_kind = "gachaa" if county.family == "mn" and pastoral else kind
+            div = _Division(
+                f"{code}{201 + i:03d}",
+                kind,
+                names.name(name_kind, pastoral or langs[0] != "zh"),
+                langs,
+                population=round(rng.triangular(low, high, mode)),
+            )
+            villages.append(
+                _Unit(
+                    div,
+                    county.code,
+                    pastoral=pastoral,
+                    tourist=rng.random() < (0.12 if pastoral else 0.05),
+                    school=div.population >= 800 and rng.random() < 0.6,
+                    care_home=rng.random() < 0.1,
+                    hospital=False,
+                )
+            )
+        town_div.population = sum(u.population for u in communities + villages)
+        sub = [
+            (g, s)
+            for g, s in ((communities, county.community_km), (villages, town.village_km))
+            if g
+        ]
+        blocks.append((town_div, communities + villages, sub))
+    _lay_out(rng, county, [sub for _, _, sub in blocks])
+    units: list[_Unit] = []
+    for town_div, town_units, _ in blocks:
+        tree.divisions.append(town_div)
+        tree.divisions.extend(u.div for u in town_units)
+        units.extend(town_units)
+    return units
+
+
+def _tri(spec: tuple[int, int, int]) -> tuple[float, float, float]:
+    return float(spec[0]), float(spec[1]), float(spec[2])
+
+
+def _lay_out(rng: Random, county: _County, towns: list[list[tuple[list[_Unit], float]]]) -> None:
+    """Give every unit an outline and centroid: towns as blocks of square cells."""
+    town_sizes: list[_Point] = []
+    town_parts: list[tuple[list[_Point], list[tuple[int, int, float]]]] = []
+    for sub in towns:
+        grids = [_grid(len(group), cell) for group, cell in sub]
+        offs, w, h = _pack([(gw, gh) for _, _, gw, gh in grids], gap=0.3)
+        town_sizes.append((w, h))
+        town_parts.append(
+            (
+                offs,
+                [
+                    (cols, rows, cell)
+                    for (cols, rows, _, _), (_, cell) in zip(grids, sub, strict=True)
+                ],
+            )
+        )
+    town_offs, width, height = _pack(town_sizes, gap=1.0)
+    cells: list[tuple[_Cell, int]] = []
+    for sub, (tx, ty), (offs, shapes) in zip(towns, town_offs, town_parts, strict=True):
+        for (group, _), (gx, gy), (cols, rows, cell) in zip(sub, offs, shapes, strict=True):
+            for i, unit in enumerate(group):
+                col, row = i % cols, i // cols
+                x = tx + gx + col * cell
+                y = ty + gy + (rows - 1 - row) * cell
+                cells.append((_Cell(unit, x, y, cell), 1 if unit.community else 2))
+    km_lon = _KM_PER_DEG_LAT * county.cos_lat
+
+    def geo(x: float, y: float) -> _Point:
+        lat = county.lat + (y - height / 2) / _KM_PER_DEG_LAT
+        lon = county.lon + (x - width / 2) / km_lon
+        return (round(lat, 5), round(lon, 5))
+
+    for c, per_edge in cells:
+        c.unit.div.polygon = [geo(x, y) for x, y in _outline(rng, c, per_edge)]
+        c.unit.div.centroid = geo(c.x + c.size / 2, c.y + c.size / 2)
+
+
+# -- YAML ----------------------------------------------------------------------------------
+
+_PLAIN = re.compile(r"[^\W\d_][\w '.\u180e\u202f-]*")
+_YAML_WORDS = {"yes", "no", "true", "false", "on", "off", "null", "y", "n"}
+
+
+def _scalar(value: str) -> str:
+    """A YAML scalar for a flow mapping: plain when safe, else double-quoted."""
+    if _PLAIN.fullmatch(value) and value == value.strip() and value.lower() not in _YAML_WORDS:
+        return value
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _flow_map(items: dict[str, str]) -> str:
+    keys = [k for k in _LANG_ORDER if k in items] + sorted(k for k in items if k not in _LANG_ORDER)
+    return "{" + ", ".join(f"{k}: {_scalar(items[k])}" for k in keys) + "}"
+
+
+def _point(p: _Point) -> str:
+    return f"[{p[0]!r}, {p[1]!r}]"
+
+
+def _header(seed: int, recipients: int, endpoints: int) -> str:
+    args = "config"
+    if recipients != DEFAULT_RECIPIENTS:
+        args += f" --recipients {recipients}"
+    if endpoints != DEFAULT_ENDPOINTS:
+        args += f" --endpoints {endpoints}"
+    if seed != DEFAULT_SEED:
+        args += f" --seed {seed}"
+    return (
+        f"# Generated by `python -m gateway.samplegen {args}` (seed {seed}). Do not edit by hand.\n"
+    )
+
+
+def _write_divisions(fh: TextIO, tree: _Tree, header: str) -> None:
+    fh.write(header)
+    fh.write("divisions:\n")
+    for d in tree.divisions:
+        if d.code in tree.headings:
+            fh.write(f"\n  # {tree.headings[d.code]}\n")
+        fh.write(f'  - code: "{d.code}"\n')
+        fh.write(f"    name: {_flow_map(d.name)}\n")
+        fh.write(f"    population: {d.population}\n")
+        fh.write(f"    languages: [{', '.join(d.languages)}]\n")
+        fh.write(f"    kind: {d.kind}\n")
+        if d.centroid is not None:
+            fh.write(f"    centroid: {_point(d.centroid)}\n")
+        if d.polygon is not None:
+            fh.write(f"    polygon: [{', '.join(_point(p) for p in d.polygon)}]\n")
+
+
+def _write_groups(fh: TextIO, header: str) -> None:
+    fh.write(header)
+    fh.write("groups:\n")
+    for gid, names in _GROUPS:
+        fh.write(f"  - {{id: {gid}, names: {_flow_map(names)}}}\n")
+
+
+# -- allocation ----------------------------------------------------------------------------
+
+
+def _allocate(total: int, weights: Sequence[int], rng: Random) -> list[int]:
+    """Split `total` in proportion to integer weights; the sum is exactly `total`.
+
+    Each share is its quota rounded down or up (systematic sampling on the remainders),
+    in integer arithmetic.
+    """
+    whole = sum(weights)
+    if total <= 0 or whole <= 0:
+        return [0] * len(weights)
+    shares = [total * w // whole for w in weights]
+    left = total - sum(shares)
+    if left:
+        threshold = rng.randrange(whole)
+        cum = 0
+        for i, w in enumerate(weights):
+            cum += total * w % whole
+            while threshold < cum:
+                shares[i] += 1
+                threshold += whole
+    return shares
+
+
+class _Numbers:
+    """Distinct pseudo-random numbers below `half`**2: a keyed permutation of a counter.
+
+    A four-round Feistel network on the two "digits" (quotient and remainder by `half`) is
+    a bijection whatever its round function, so the numbers never repeat and do not
+    look sequential.
+    """
+
+    def __init__(self, rng: Random, half: int) -> None:
+        self.half = half
+        self.space = half * half
+        self.keys = [rng.randrange(half) for _ in range(4)]
+        self.offset = rng.randrange(self.space)
+        self.next = 0
+
+    def take(self) -> int:
+        half = self.half
+        left, right = divmod((self.next + self.offset) % self.space, half)
+        self.next += 1
+        for key in self.keys:
+            left, right = right, (left + ((right + key) * 0x9E3779B1 >> 7)) % half
+        return left * half + right
+
+
+# -- endpoints -----------------------------------------------------------------------------
+
+
+def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) -> dict[str, int]:
+    rng = Random(f"warngate-samplegen-endpoints-{seed}")
+    weights = [
+        (6 + 2 * u.tourist) if u.community else (4 if u.tourist else 1 if u.school else 0)
+        for u in units
+    ]
+    displays = total * 12 // 100 if any(weights) else 0
+    speakers = total - displays
+    villages = [i for i, u in enumerate(units) if not u.community]
+    gaps = set(rng.sample(villages, len(units) * 4 // 100)) if villages else set()
+    eligible = [i for i in range(len(units)) if i not in gaps]
+    per_unit = [0] * len(units)
+    pops = [units[i].population for i in eligible]
+    if speakers >= len(eligible):
+        extra = _allocate(speakers - len(eligible), pops, rng)
+        for i, n in zip(eligible, extra, strict=True):
+            per_unit[i] = 1 + n
+    else:
+        for i, n in zip(eligible, _allocate(speakers, pops, rng), strict=True):
+            per_unit[i] = n
+    screens = _allocate(displays, weights, rng)
+
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(ENDPOINT_HEADER)
+    counts = {"loudspeaker": 0, "display": 0}
+    for unit, n_ls, n_ds in zip(units, per_unit, screens, strict=True):
+        langs = unit.languages
+        if n_ls:
+            poor = rng.random() < 0.12
+            share = 0.2 + 0.3 * rng.random() if poor else 0.5 + 0.45 * rng.random()
+            covers = _split(rng, int(unit.population * share), n_ls)
+            for j, cover in enumerate(covers, start=1):
+                eid = f"ls-{unit.code}-{j}"
+                k = len(langs) if len(langs) == 1 or rng.random() < 0.75 else len(langs) - 1
+                groups = "herders" if unit.pastoral and rng.random() < 0.25 else ""
+                writer.writerow(
+                    (
+                        eid,
+                        "loudspeaker",
+                        unit.code,
+                        " ".join(langs[:k]),
+                        cover,
+                        _token_hash(eid),
+                        groups,
+                        _flag(rng, 0.03),
+                        "",
+                        "",
+                    )
+                )
+            counts["loudspeaker"] += n_ls
+        if n_ds:
+            purposes: list[tuple[str, int]] = []
+            if unit.community:
+                purposes.append(("", 3))
+            if unit.school:
+                purposes.append(("schools", 1))
+            if unit.tourist:
+                purposes.append(("tourist_sites", 2))
+            if unit.hospital:
+                purposes.append(("hospitals", 1))
+            if not purposes:
+                purposes.append(("", 1))
+            covers = _split(rng, int(unit.population * (0.02 + 0.06 * rng.random())), n_ds)
+            for j, cover in enumerate(covers, start=1):
+                eid = f"ds-{unit.code}-{j}"
+                group = _pick(rng, purposes)
+                chars = (12, 16, 20, 24)[rng.randrange(4)]
+                lines = rng.randint(2, 6)
+                writer.writerow(
+                    (
+                        eid,
+                        "display",
+                        unit.code,
+                        " ".join(langs[:2]),
+                        cover,
+                        _token_hash(eid),
+                        group,
+                        _flag(rng, 0.03),
+                        chars,
+                        lines,
+                    )
+                )
+            counts["display"] += n_ds
+    return counts
+
+
+def _split(rng: Random, budget: int, n: int) -> list[int]:
+    """`n` random integer shares of `budget` whose sum does not exceed it."""
+    weights = [rng.randint(50, 150) for _ in range(n)]
+    whole = sum(weights)
+    return [budget * w // whole for w in weights]
+
+
+def _pick(rng: Random, choices: Sequence[tuple[str, int]]) -> str:
+    x = rng.randrange(sum(w for _, w in choices))
+    for value, w in choices:
+        if x < w:
+            return value
+        x -= w
+    raise AssertionError("unreachable")
+
+
+def _flag(rng: Random, p: float) -> str:
+    return "true" if rng.random() < p else "false"
+
+
+# -- recipients ----------------------------------------------------------------------------
+
+# Household sizes 1..5, mean 2.82: cumulative thresholds for one random() draw.
+_PERSONS_CUM = (0.15, 0.45, 0.70, 0.88, 1.0)
+
+
+def _write_recipients(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) -> dict[str, int]:
+    rng = Random(f"warngate-samplegen-recipients-{seed}")
+    wanted = [_pick_int(rng, ((1, 50), (2, 35), (3, 15))) for _ in units]
+    messengers = _allocate(min(sum(wanted), total // 10), wanted, rng)
+    pushed = _allocate(total - sum(messengers), [u.population for u in units], rng)
+    phones = _Numbers(rng, _PHONE_HALF)
+    devices = _Numbers(rng, _APP_HALF)
+    width = max(7, len(str(total)))
+    counts = {"sms": 0, "app": 0, "messenger": 0}
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(RECIPIENT_HEADER)
+    rid = 0
+    draw = rng.random
+    for unit, n_push, n_msg in zip(units, pushed, messengers, strict=True):
+        code = unit.code
+        langs = unit.languages
+        lang_cum = _language_table(langs)
+        group_cum = _group_table(unit)
+        p_app = 0.08 if unit.pastoral else 0.20 if unit.community else 0.15
+        cadres = min(n_push, rng.randint(2, 4))
+        rows: list[tuple[str, ...]] = []
+        n_sms = 0
+        for k in range(n_push):
+            rid += 1
+            if k < cadres:
+                channel = "sms"
+                groups = "officials village_officials" if draw() < 0.25 else "village_officials"
+            else:
+                channel = "app" if draw() < p_app else "sms"
+                groups = _lookup(group_cum, draw())
+            if channel == "sms":
+                address = f"{_PHONE_PREFIX}{phones.take():08d}"
+                n_sms += 1
+            else:
+                address = f"app-{devices.take():016x}"
+            rows.append(
+                (
+                    f"r{rid:0{width}d}",
+                    channel,
+                    address,
+                    code,
+                    _lookup(lang_cum, draw()),
+                    groups,
+                    str(_persons(draw())),
+                    "true" if draw() < 0.02 else "false",
+                    "",
+                )
+            )
+        for _ in range(n_msg):
+            rid += 1
+            rows.append(
+                (
+                    f"r{rid:0{width}d}",
+                    "messenger",
+                    f"{_PHONE_PREFIX}{phones.take():08d}",
+                    code,
+                    langs[0],
+                    "",
+                    "1",
+                    "true" if draw() < 0.02 else "false",
+                    str(rng.randint(20, 200)),
+                )
+            )
+        writer.writerows(rows)
+        counts["sms"] += n_sms
+        counts["app"] += n_push - n_sms
+        counts["messenger"] += n_msg
+    return counts
+
+
+def _pick_int(rng: Random, choices: Sequence[tuple[int, int]]) -> int:
+    x = rng.randrange(sum(w for _, w in choices))
+    for value, w in choices:
+        if x < w:
+            return value
+        x -= w
+    raise AssertionError("unreachable")
+
+
+def _table(entries: Sequence[tuple[str, float]]) -> list[tuple[float, str]]:
+    """Cumulative thresholds for picking a value with one `random()` draw."""
+    run = 0.0
+    out: list[tuple[float, str]] = []
+    for value, p in entries:
+        run += p
+        out.append((run, value))
+    return out
+
+
+def _lookup(table: Sequence[tuple[float, str]], x: float) -> str:
+    for threshold, value in table:
+        if x < threshold:
+            return value
+    return table[-1][1]
+
+
+def _persons(x: float) -> int:
+    for size, threshold in enumerate(_PERSONS_CUM, start=1):
+        if x < threshold:
+            return size
+    return 5
+
+
+def _language_table(langs: _Langs) -> list[tuple[float, str]]:
+    weights = (70, 20, 10)[: len(langs)]
+    whole = sum(weights)
+    return _table([(lang, w / whole) for lang, w in zip(langs, weights, strict=True)])
+
+
+def _group_table(unit: _Unit) -> list[tuple[float, str]]:
+    """Groups of an ordinary subscriber of the unit: mostly none."""
+    entries: list[tuple[str, float]] = []
+    if unit.pastoral:
+        entries.append(("herders", 0.35))
+    entries.append(("enterprises", 0.03 if unit.community else 0.015))
+    if unit.school:
+        entries.append(("schools", 0.02))
+    if unit.care_home:
+        entries.append(("care_homes", 0.01))
+    if unit.hospital:
+        entries.append(("hospitals", 0.01))
+    if unit.tourist:
+        entries.append(("tourist_sites", 0.04))
+    entries.append(("", 1.0))
+    return _table(entries)
+
+
+# -- entry points --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What `generate` wrote."""
+
+    divisions_by_tier: dict[str, int]
+    units_by_kind: dict[str, int]
+    villages: int  # villages and communities: the units
+    population: int
+    population_by_county: dict[str, int]
+    endpoints_by_kind: dict[str, int]
+    recipients_by_channel: dict[str, int]
+
+    @property
+    def endpoints(self) -> int:
+        return sum(self.endpoints_by_kind.values())
+
+    @property
+    def recipients(self) -> int:
+        return sum(self.recipients_by_channel.values())
+
+    def describe(self) -> str:
+        def parts(counts: dict[str, int]) -> str:
+            return ", ".join(f"{k} {n:,}" for k, n in counts.items())
+
+        counties = "; ".join(
+            f"{code} {_COUNTY_LABEL.get(code, code)} {n:,}"
+            for code, n in self.population_by_county.items()
+        )
+        return "\n".join(
+            (
+                f"divisions   {parts(self.divisions_by_tier)}",
+                f"units       {self.villages:,} ({parts(self.units_by_kind)})",
+                f"population  {self.population:,} ({counties})",
+                f"endpoints   {self.endpoints:,} ({parts(self.endpoints_by_kind)})",
+                f"recipients  {self.recipients:,} ({parts(self.recipients_by_channel)})",
+            )
+        )
+
+
+def generate(
+    out: Path,
+    *,
+    recipients: int = DEFAULT_RECIPIENTS,
+    endpoints: int = DEFAULT_ENDPOINTS,
+    seed: int = DEFAULT_SEED,
+) -> Summary:
+    """Write divisions.yaml, groups.yaml, endpoints.csv and recipients.csv into `out`."""
+    if not 0 <= recipients <= MAX_RECIPIENTS:
+        raise ValueError(f"recipients must be between 0 and {MAX_RECIPIENTS}")
+    if endpoints < 0:
+        raise ValueError("endpoints must not be negative")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    tree = _build_tree(seed)
+    header = _header(seed, recipients, endpoints)
+    with (out / "divisions.yaml").open("w", encoding="utf-8", newline="\n") as fh:
+        _write_divisions(fh, tree, header)
+    with (out / "groups.yaml").open("w", encoding="utf-8", newline="\n") as fh:
+        _write_groups(fh, header)
+    with (out / "endpoints.csv").open("w", encoding="utf-8", newline="") as fh:
+        ep_counts = _write_endpoints(fh, tree.units, endpoints, seed)
+    with (out / "recipients.csv").open("w", encoding="utf-8", newline="") as fh:
+        rc_counts = _write_recipients(fh, tree.units, recipients, seed)
+
+    tiers = {"prefecture": 0, "county": 0, "township": 0, "village": 0}
+    for d in tree.divisions:
+        tiers[codes.tier(d.code).name.lower()] += 1
+    kinds: dict[str, int] = {}
+    by_county: dict[str, int] = {}
+    for u in tree.units:
+        kinds[u.div.kind] = kinds.get(u.div.kind, 0) + 1
+        by_county[u.county] = by_county.get(u.county, 0) + u.population
+    return Summary(
+        divisions_by_tier=tiers,
+        units_by_kind=dict(sorted(kinds.items())),
+        villages=len(tree.units),
+        population=sum(u.population for u in tree.units),
+        population_by_county=by_county,
+        endpoints_by_kind=ep_counts,
+        recipients_by_channel=rc_counts,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.samplegen",
+        description="Write a deterministic sample directory (divisions, groups, endpoints, "
+        "recipients) into OUT.",
+    )
+    parser.add_argument("out", metavar="OUT", type=Path, help="directory to write into")
+    parser.add_argument(
+        "--recipients",
+        type=int,
+        default=DEFAULT_RECIPIENTS,
+        help=f"recipient rows (default {DEFAULT_RECIPIENTS})",
+    )
+    parser.add_argument(
+        "--endpoints",
+        type=int,
+        default=DEFAULT_ENDPOINTS,
+        help=f"endpoint rows (default {DEFAULT_ENDPOINTS})",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
+    )
+    args = parser.parse_args(argv)
+    try:
+        summary = generate(
+            args.out, recipients=args.recipients, endpoints=args.endpoints, seed=args.seed
+        )
+    except ValueError as exc:
+        parser.error(str(exc))
+    sys.stdout.write(f"wrote {args.out}\n{summary.describe()}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,24 @@
+"""Storage: the only package that knows Redis key names (see `keys`), shapes and scripts."""
+
+from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
+from gateway.store.base import now_ms
+from gateway.store.deliveries import Batch, BatchRecipient, DeliveryStore, ReceiptUpdate
+from gateway.store.keys import Keys
+from gateway.store.units import UnitEntry, UnitStore, seq_key
+
+__all__ = [
+    "AcceptOutcome",
+    "Batch",
+    "BatchRecipient",
+    "Keys",
+    "ReceiptUpdate",
+    "Store",
+    "UnitEntry",
+    "alert_id",
+    "now_ms",
+    "seq_key",
+]
+
+
+class Store(AlertStore, DeliveryStore, UnitStore):
+    """Typed access to everything warngate keeps in Redis."""

@@ -1,0 +1,536 @@
+"""Storage: dispatch — plans, rendered messages, send queues, receipts, limits, breakers.
+
+Receipts are written in bulk: one Lua call per batch applies the state machine of
+`gateway.receipts` to every recipient of the batch, keeps per-state counters and adds
+the persons each delivery stands for to the reach counters the first time it is sent
+and the first time it is confirmed (by minute since acceptance, for coverage over
+time). The rank table in the script is generated from `gateway.receipts.RANK`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, cast
+
+import orjson
+from redis.commands.core import AsyncScript
+from redis.exceptions import ResponseError
+
+from gateway.receipts import CONFIRMED, FINAL, RANK
+from gateway.store.base import StoreBase, now_ms
+
+__all__ = ["Batch", "BatchRecipient", "DeliveryStore", "ReceiptUpdate"]
+
+SEND_GROUP = "senders"
+PLAN_GROUP = "planners"
+LANES = ("hi", "lo")
+
+
+def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
+    return "{" + ", ".join(f"[{orjson.dumps(k).decode()}]={v}" for k, v in values) + "}"
+
+
+_ADVANCE = (
+    f"local RANK = {_lua_table((s.value, r) for s, r in RANK.items())}\n"
+    f"local FINAL = {_lua_table((s.value, 'true') for s in FINAL)}\n"
+    f"local CONF = {_lua_table((s.value, 'true') for s in CONFIRMED)}\n"
+    + """
+-- KEYS: receipts hash, agg hash
+-- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
+--       implicit state of a delivery with no receipt yet ('queued' or ''),
+--       then per delivery: id, state, unit, persons, lang, groups, attempts, error
+local ch, now, t0, reach_state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local implicit = ARGV[5]
+local minute = math.max(0, math.floor((now - t0) / 60000))
+local function reached(state)
+  if reach_state ~= '' then return state == reach_state end
+  return CONF[state] == true
+end
+local function sentish(state) return RANK[state] >= 2 and not FINAL[state] end
+local function count_reach(unit, persons, lang, groups, sent_before, reach_before, state)
+  if unit == '' then return end
+  local p = tonumber(persons) or 0
+  if sentish(state) and not sent_before then
+    redis.call('HINCRBY', KEYS[2], 's|' .. ch .. '|' .. unit .. '|' .. minute, p)
+  end
+  if reached(state) and not reach_before then
+    redis.call('HINCRBY', KEYS[2], 'r|' .. ch .. '|' .. unit .. '|' .. minute, p)
+    redis.call('HINCRBY', KEYS[2], 'L|' .. ch .. '|' .. unit .. '|' .. lang, p)
+    for g in string.gmatch(groups, '%S+') do
+      redis.call('HINCRBY', KEYS[2], 'G|' .. ch .. '|' .. unit .. '|' .. g, p)
+    end
+  end
+end
+local changed = 0
+for i = 6, #ARGV, 8 do
+  local id, new = ARGV[i], ARGV[i + 1]
+  local unit, persons, lang, groups = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local attempts, err = ARGV[i + 6], ARGV[i + 7]
+  local cur = redis.call('HGET', KEYS[1], id)
+  local c = {}
+  if cur then for part in string.gmatch(cur .. '|', '([^|]*)|') do table.insert(c, part) end end
+  local cstate, cunit = c[1], c[3] or ''
+  if not cur and implicit ~= '' then cstate = implicit end
+  if cur and unit == '' then unit, lang, groups = cunit, c[5] or '', c[6] or '' end
+  if cur and persons == '' then persons = c[4] or '' end
+  if attempts == '' then attempts = c[7] or '' end
+  if err == '' then err = c[8] or '' end
+  local ok
+  if not cstate then ok = true
+  elseif FINAL[cstate] or cstate == new then ok = false
+  elseif FINAL[new] then ok = RANK[cstate] < 3
+  else ok = RANK[new] > RANK[cstate] end
+  if ok then
+    redis.call('HSET', KEYS[1], id, new .. '|' .. now .. '|' .. unit .. '|' .. persons .. '|'
+      .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
+    redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|' .. new, 1)
+    if cstate then redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|' .. cstate, -1) end
+    local known = cur and cunit ~= ''
+    count_reach(unit, persons, lang, groups, known and sentish(cstate),
+                known and reached(cstate), new)
+    changed = changed + 1
+  elseif cur and cunit == '' and unit ~= '' then
+    -- A provider receipt got here before the sender wrote what the delivery stands for.
+    redis.call('HSET', KEYS[1], id, cstate .. '|' .. (c[2] or now) .. '|' .. unit .. '|'
+      .. persons .. '|' .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
+    count_reach(unit, persons, lang, groups, false, false, cstate)
+  end
+end
+return changed
+"""
+)
+
+_TOKENS = """
+-- KEYS: bucket; ARGV: rate per s, burst, wanted, now_ms. Returns ms to wait (0: taken).
+local rate, burst, want, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+t = math.min(burst, t + math.max(0, now - ts) * rate / 1000)
+local wait = 0
+if t >= want then t = t - want else wait = math.ceil((want - t) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 't', t, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return wait
+"""
+
+_QUOTA = """
+-- KEYS: hour hash; ARGV: limit, ttl_s, addresses... Returns 1 (allowed) or 0 per address.
+local limit, out = tonumber(ARGV[1]), {}
+for i = 3, #ARGV do
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  if n > limit then redis.call('HINCRBY', KEYS[1], ARGV[i], -1); out[i - 2] = 0
+  else out[i - 2] = 1 end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return out
+"""
+
+_BREAKER = """
+-- KEYS: breaker hash; ARGV: now_ms, ok (1/0), window_ms, error_rate, min_calls, cooldown_ms
+-- Returns the state after recording: 0 closed, 1 open, 2 half-open.
+local now, ok = tonumber(ARGV[1]), ARGV[2] == '1'
+local window, rate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local min_calls, cooldown = tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = KEYS[1]
+local start = tonumber(redis.call('HGET', h, 'start') or 0)
+local open_until = tonumber(redis.call('HGET', h, 'open_until') or 0)
+if open_until > 0 and now >= open_until then
+  -- half-open: this call was the probe
+  if ok then
+    redis.call('HSET', h, 'open_until', 0, 'start', now, 'ok', 1, 'err', 0)
+    return 0
+  end
+  redis.call('HSET', h, 'open_until', now + cooldown, 'start', now, 'ok', 0, 'err', 0)
+  return 1
+end
+if open_until > 0 then return 1 end
+if now - start > window then
+  redis.call('HSET', h, 'start', now, 'ok', 0, 'err', 0)
+end
+local okc = redis.call('HINCRBY', h, 'ok', ok and 1 or 0)
+local errc = redis.call('HINCRBY', h, 'err', ok and 0 or 1)
+redis.call('PEXPIRE', h, 86400000)
+if okc + errc >= min_calls and errc / (okc + errc) >= rate then
+  redis.call('HSET', h, 'open_until', now + cooldown)
+  return 1
+end
+return 0
+"""
+
+
+@dataclass(frozen=True)
+class BatchRecipient:
+    id: str
+    address: str
+    persons: int
+    groups: str = ""
+
+
+@dataclass(frozen=True)
+class Batch:
+    """One stream entry: recipients of one unit × channel × language × kind."""
+
+    alert: str
+    channel: str
+    unit: str
+    language: str
+    kind: str
+    message: str  # field of p:msg:{alert}
+    level: str
+    accepted_ms: int
+    recipients: tuple[BatchRecipient, ...]
+    entry: str = ""  # stream entry id once read
+    stream: str = ""
+
+    def fields(self) -> dict[str, str]:
+        packed = "\n".join(f"{r.id}\t{r.address}\t{r.persons}\t{r.groups}" for r in self.recipients)
+        return {
+            "a": self.alert,
+            "c": self.channel,
+            "u": self.unit,
+            "l": self.language,
+            "k": self.kind,
+            "m": self.message,
+            "v": self.level,
+            "t": str(self.accepted_ms),
+            "r": packed,
+        }
+
+    @classmethod
+    def from_fields(cls, entry: str, stream: str, f: dict[str, str]) -> Batch:
+        recipients = []
+        for line in f.get("r", "").split("\n"):
+            if line:
+                rid, address, persons, groups = line.split("\t")
+                recipients.append(BatchRecipient(rid, address, int(persons), groups))
+        return cls(
+            alert=f["a"],
+            channel=f["c"],
+            unit=f["u"],
+            language=f["l"],
+            kind=f["k"],
+            message=f["m"],
+            level=f["v"],
+            accepted_ms=int(f["t"]),
+            recipients=tuple(recipients),
+            entry=entry,
+            stream=stream,
+        )
+
+
+@dataclass(frozen=True)
+class ReceiptUpdate:
+    """A state for one delivery; the other fields may be '' when not known (kept)."""
+
+    id: str
+    state: str
+    unit: str = ""
+    persons: str = ""
+    lang: str = ""
+    groups: str = ""
+    attempts: str = ""
+    note: str = ""  # provider for sent, error code for failed
+
+
+class DeliveryStore(StoreBase):
+    SCRIPTS: ClassVar[dict[str, str]] = {
+        "_advance": _ADVANCE,
+        "_tokens": _TOKENS,
+        "_quota": _QUOTA,
+        "_breaker": _BREAKER,
+    }
+    _advance: AsyncScript
+    _tokens: AsyncScript
+    _quota: AsyncScript
+    _breaker: AsyncScript
+
+    # -- consumer groups -------------------------------------------------------------
+
+    async def ensure_group(self, stream: str, group: str) -> None:
+        try:
+            await self.redis.xgroup_create(stream, group, id="0", mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def read_group(
+        self,
+        streams: Sequence[str],
+        group: str,
+        consumer: str,
+        *,
+        count: int,
+        block_ms: int | None,
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """New entries, from the first stream that has any (the streams are in priority
+        order): (stream, entry id, fields)."""
+        for stream in streams[:-1]:
+            got = await self.redis.xreadgroup(group, consumer, {stream: ">"}, count=count)
+            rows = _rows(got)
+            if rows:
+                return rows
+        got = await self.redis.xreadgroup(
+            group, consumer, {s: ">" for s in streams}, count=count, block=block_ms
+        )
+        return _rows(got)
+
+    async def claim_stale(
+        self, stream: str, group: str, consumer: str, min_idle_ms: int, count: int = 10
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """Entries another consumer took and left idle too long (it crashed)."""
+        res = await self.redis.xautoclaim(
+            stream, group, consumer, min_idle_time=min_idle_ms, start_id="0-0", count=count
+        )
+        messages = res[1] if len(res) > 1 else []
+        return [(stream, entry, dict(f)) for entry, f in messages if f]
+
+    async def touch(self, stream: str, group: str, consumer: str, entry: str) -> None:
+        """Reset an entry's idle time while we wait to retry it, so nobody claims it."""
+        await self.redis.xclaim(stream, group, consumer, min_idle_time=0, message_ids=[entry],
+                                justid=True)  # fmt: skip
+
+    async def ack(self, stream: str, group: str, *entries: str) -> None:
+        if entries:
+            async with self.redis.pipeline(transaction=True) as pipe:
+                pipe.xack(stream, group, *entries)
+                pipe.xdel(stream, *entries)
+                await pipe.execute()
+
+    async def queue_depth(self, stream: str, group: str) -> tuple[int, int]:
+        """(entries not yet read by the group, entries read but not acknowledged).
+
+        Acknowledged entries are deleted, so the stream holds exactly the two kinds.
+        """
+        length = int(await self.redis.xlen(stream))
+        try:
+            groups = await self.redis.xinfo_groups(stream)
+        except ResponseError:
+            return length, 0
+        pending = next((int(g["pending"]) for g in groups if g["name"] == group), 0)
+        return max(0, length - pending), pending
+
+    # -- plans and messages ----------------------------------------------------------
+
+    async def plan_done(self, alert: str) -> bool:
+        return bool(await self.redis.hexists(self.keys.plan(alert), "done"))
+
+    async def save_plan(
+        self,
+        alert: str,
+        summary: dict[str, Any],
+        messages: dict[str, str],
+        pull_receipts: dict[str, list[ReceiptUpdate]],
+        accepted_ms: int,
+        ttl_s: int,
+    ) -> None:
+        """Plan summary and rendered messages; endpoint deliveries start `queued`."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.plan(alert), mapping={"summary": orjson.dumps(summary).decode()})
+            if messages:
+                pipe.hset(self.keys.messages(alert), mapping=messages)
+            for key in (self.keys.plan(alert), self.keys.messages(alert)):
+                pipe.expire(key, ttl_s)
+            await pipe.execute()
+        for channel, updates in pull_receipts.items():
+            await self.record(alert, channel, updates, accepted_ms=accepted_ms)
+
+    async def mark_plan_done(self, alert: str, ttl_s: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.plan(alert), "done", now_ms())
+            pipe.expire(self.keys.plan(alert), ttl_s)
+            await pipe.execute()
+
+    async def count_queued(self, alert: str, counts: dict[str, int]) -> None:
+        """Deliveries handed to a queue, counted per channel (no per-recipient write:
+        a delivery with no receipt yet is `queued`)."""
+        if not counts:
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for channel, n in counts.items():
+                pipe.hincrby(self.keys.agg(alert), f"n|{channel}|queued", n)
+            await pipe.execute()
+
+    async def plan_summary(self, alert: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.plan(alert), "summary")
+        return cast(dict[str, Any], orjson.loads(raw)) if raw else None
+
+    async def messages(self, alert: str, fields: Sequence[str]) -> dict[str, str]:
+        if not fields:
+            return {}
+        values = await self.redis.hmget(self.keys.messages(alert), list(fields))
+        return {f: v for f, v in zip(fields, values, strict=True) if v is not None}
+
+    async def enqueue(self, stream: str, batches: Sequence[Batch], chunk: int = 200) -> None:
+        for i in range(0, len(batches), chunk):
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for b in batches[i : i + chunk]:
+                    pipe.xadd(stream, b.fields())
+                await pipe.execute()
+
+    # -- receipts --------------------------------------------------------------------
+
+    async def record(
+        self,
+        alert: str,
+        channel: str,
+        updates: Sequence[ReceiptUpdate],
+        *,
+        accepted_ms: int,
+        reach_state: str = "",
+        implicit: str = "queued",
+        now: int | None = None,
+        chunk: int = 1000,
+    ) -> int:
+        """Apply receipt states in bulk (one script call per `chunk` deliveries).
+
+        `implicit`: the state of a delivery that has no receipt yet — `queued`, since
+        the planner only counts queued deliveries instead of writing each one.
+        """
+        changed = 0
+        keys = [self.keys.receipts(alert, channel), self.keys.agg(alert)]
+        for i in range(0, len(updates), chunk):
+            args: list[Any] = [channel, now or now_ms(), accepted_ms, reach_state, implicit]
+            for u in updates[i : i + chunk]:
+                args += [u.id, u.state, u.unit, u.persons, u.lang, u.groups, u.attempts]
+                args.append(u.note.replace("|", "/")[:120])
+            changed += int(await self._advance(keys=keys, args=args))
+        return changed
+
+    async def receipt_states(
+        self, alert: str, channel: str, ids: Sequence[str]
+    ) -> dict[str, str | None]:
+        if not ids:
+            return {}
+        values = await self.redis.hmget(self.keys.receipts(alert, channel), list(ids))
+        return {i: (v.split("|", 1)[0] if v else None) for i, v in zip(ids, values, strict=True)}
+
+    async def reached(self, alert: str, channel: str) -> set[str]:
+        """Recipients/endpoints an alert version was sent to (sent or further, not final)."""
+        out: set[str] = set()
+        key = self.keys.receipts(alert, channel)
+        async for rid, value in self.redis.hscan_iter(key, count=5000):
+            state = value.split("|", 1)[0]
+            if RANK.get(state, 0) >= 2 and state not in FINAL:
+                out.add(rid)
+        return out
+
+    async def receipts_page(
+        self, alert: str, channel: str, cursor: int, count: int
+    ) -> tuple[int, list[tuple[str, str]]]:
+        next_cursor, rows = await self.redis.hscan(
+            self.keys.receipts(alert, channel), cursor=cursor, count=count
+        )
+        return int(next_cursor), sorted(rows.items())
+
+    async def aggregates(self, alert: str) -> dict[str, int]:
+        raw = await self.redis.hgetall(self.keys.agg(alert))
+        return {k: int(v) for k, v in raw.items()}
+
+    # -- attempts and dead letters -------------------------------------------------------
+
+    async def attempts(self, alert: str, entry: str) -> int:
+        return int(await self.redis.hget(self.keys.attempts(alert), entry) or 0)
+
+    async def add_attempt(self, alert: str, entry: str, ttl_s: int) -> int:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hincrby(self.keys.attempts(alert), entry, 1)
+            pipe.expire(self.keys.attempts(alert), ttl_s)
+            n, _ = await pipe.execute()
+        return int(n)
+
+    async def dead_letter(self, batch: Batch, error: dict[str, Any]) -> str:
+        fields = {**batch.fields(), "error": orjson.dumps(error).decode(), "at": str(now_ms())}
+        return str(await self.redis.xadd(self.keys.dead, fields))
+
+    async def dead_letters(
+        self, alert: str | None = None, count: int = 100
+    ) -> list[dict[str, Any]]:
+        rows = await self.redis.xrevrange(
+            self.keys.dead, count=count * (1 if alert is None else 20)
+        )
+        out = []
+        for entry, f in rows:
+            if alert is not None and f.get("a") != alert:
+                continue
+            out.append(
+                {
+                    "entry": entry,
+                    "alert": f["a"],
+                    "channel": f["c"],
+                    "unit": f["u"],
+                    "recipients": len([x for x in f.get("r", "").split("\n") if x]),
+                    "error": orjson.loads(f.get("error", "{}")),
+                    "at": int(f.get("at", 0)),
+                }
+            )
+        return out[:count]
+
+    # -- relay tasks ---------------------------------------------------------------------
+
+    async def save_relay_codes(self, codes: dict[str, str], ttl_s: int) -> None:
+        """code → `alert|unit` for the relay tasks of one alert."""
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for code, target in codes.items():
+                pipe.set(self.keys.relay(code), target, ex=ttl_s)
+            await pipe.execute()
+
+    async def relay_task(self, code: str) -> tuple[str, str] | None:
+        raw = await self.redis.get(self.keys.relay(code))
+        if not raw:
+            return None
+        alert, _, unit = str(raw).partition("|")
+        return alert, unit
+
+    # -- limits and breakers -----------------------------------------------------------
+
+    async def take_tokens(self, provider: str, want: int, rate: float, burst: float) -> int:
+        """Take `want` tokens from a provider's shared bucket; ms to wait if not possible."""
+        wait = await self._tokens(
+            keys=[self.keys.rate(provider)], args=[rate, max(burst, want), want, now_ms()]
+        )
+        return int(wait)
+
+    async def recipient_quota(self, addresses: Sequence[str], limit: int) -> list[bool]:
+        """Count one message for each address in this hour; False where over `limit`."""
+        if not addresses:
+            return []
+        hour = now_ms() // 3_600_000
+        res = await self._quota(
+            keys=[self.keys.recipient_rate(hour)], args=[limit, 7200, *addresses]
+        )
+        return [bool(int(x)) for x in res]
+
+    async def breaker_record(
+        self,
+        provider: str,
+        ok: bool,
+        *,
+        window_ms: int,
+        error_rate: float,
+        min_calls: int,
+        cooldown_ms: int,
+        now: int | None = None,
+    ) -> int:
+        res = await self._breaker(
+            keys=[self.keys.breaker(provider)],
+            args=[now or now_ms(), 1 if ok else 0, window_ms, error_rate, min_calls, cooldown_ms],
+        )
+        return int(res)
+
+    async def breaker_state(self, provider: str, now: int | None = None) -> int:
+        """0 closed, 1 open, 2 half-open (the cooldown has passed: one probe may go)."""
+        raw = await self.redis.hget(self.keys.breaker(provider), "open_until")
+        until = int(raw or 0)
+        if until == 0:
+            return 0
+        return 1 if (now or now_ms()) < until else 2
+
+
+def _rows(got: Any) -> list[tuple[str, str, dict[str, str]]]:
+    out: list[tuple[str, str, dict[str, str]]] = []
+    for stream, messages in got or []:
+        for entry, fields in messages:
+            out.append((stream, entry, dict(fields)))
+    return out

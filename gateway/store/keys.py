@@ -1,0 +1,118 @@
+"""Storage: every Redis key name warngate uses, and what lives there.
+
+All keys start with the configured prefix `p` (default `wg`).
+
+Alerts
+    p:alert:{id}              hash    record JSON, hash, state, links, state_at
+    p:alerts                  zset    every accepted alert, by acceptance time (ms)
+    p:live                    zset    alerts in state `active`, by expiry time (ms)
+    p:q:plan:{hi|lo}          stream  accepted alerts waiting for planning
+    p:events                  stream  lifecycle changes (capped)
+    p:audit                   stream  append-only: posts and state changes
+Dispatch
+    p:plan:{alert}            hash    plan summary (targets per unit × channel), `done`
+    p:msg:{alert}             hash    rendered messages, `{channel}|{unit}|{lang}|{kind}`
+    p:q:send:{channel}:{lane} stream  batches of recipients for one provider call
+    p:att:{alert}             hash    attempts per batch entry (survives restarts)
+    p:dead                    stream  batches that exhausted their attempts, with error
+    p:rcpt:{alert}:{channel}  hash    recipient/endpoint id →
+                                      `state|ms|unit|persons|lang|groups|attempts|note`
+    p:agg:{alert}             hash    counters: `n|{ch}|{state}` deliveries per state,
+                                      `r|{ch}|{unit}|{min}` persons confirmed reached in
+                                      minute `min` after acceptance, `s|…` likewise sent,
+                                      `L|{ch}|{unit}|{lang}`, `G|{ch}|{unit}|{group}`
+    p:rate:{provider}         hash    token bucket shared by all workers
+    p:rr:{hour}               hash    messages per phone in one hour (per-recipient limit)
+    p:cb:{provider}           hash    circuit breaker window counts and state
+    p:relay:{code}            string  `alert|unit` of a messenger relay task code
+Endpoints (loudspeakers and screens)
+    p:unit:{unit}             hash    active state: alert id → entry JSON
+    p:unitev                  stream  one entry per unit-state change (the cursor space)
+    p:ep:{id}                 hash    last seen, health
+    p:epseen                  zset    endpoint id → last heartbeat (ms)
+"""
+
+from __future__ import annotations
+
+__all__ = ["Keys"]
+
+
+class Keys:
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _(self, *parts: str) -> str:
+        return ":".join((self.prefix, *parts))
+
+    # alerts
+    def alert(self, alert: str) -> str:
+        return self._("alert", alert)
+
+    @property
+    def alerts(self) -> str:
+        return self._("alerts")
+
+    @property
+    def live(self) -> str:
+        return self._("live")
+
+    def plan_queue(self, lane: str) -> str:
+        return self._("q", "plan", lane)
+
+    @property
+    def events(self) -> str:
+        return self._("events")
+
+    @property
+    def audit(self) -> str:
+        return self._("audit")
+
+    # dispatch
+    def plan(self, alert: str) -> str:
+        return self._("plan", alert)
+
+    def messages(self, alert: str) -> str:
+        return self._("msg", alert)
+
+    def send_queue(self, channel: str, lane: str) -> str:
+        return self._("q", "send", channel, lane)
+
+    def attempts(self, alert: str) -> str:
+        return self._("att", alert)
+
+    @property
+    def dead(self) -> str:
+        return self._("dead")
+
+    def receipts(self, alert: str, channel: str) -> str:
+        return self._("rcpt", alert, channel)
+
+    def agg(self, alert: str) -> str:
+        return self._("agg", alert)
+
+    def rate(self, provider: str) -> str:
+        return self._("rate", provider)
+
+    def recipient_rate(self, hour: int) -> str:
+        return self._("rr", str(hour))
+
+    def breaker(self, provider: str) -> str:
+        return self._("cb", provider)
+
+    def relay(self, code: str) -> str:
+        return self._("relay", code)
+
+    # endpoints
+    def unit(self, unit: str) -> str:
+        return self._("unit", unit)
+
+    @property
+    def unit_events(self) -> str:
+        return self._("unitev")
+
+    def endpoint(self, endpoint: str) -> str:
+        return self._("ep", endpoint)
+
+    @property
+    def endpoints_seen(self) -> str:
+        return self._("epseen")

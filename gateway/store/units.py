@@ -1,0 +1,144 @@
+"""Storage: the active state of each unit, which loudspeakers and screens pull.
+
+`p:unit:{code}` maps each live warning chain to one entry: the current version's
+messages (rendered once per unit × language × channel), or its cancellation. Every
+change appends to `p:unitev`; the id of that stream entry is the entry's `seq`, and
+the cursor a device holds is the highest `seq` it has seen. Values are stored as
+`{seq}\\n{entry JSON}` so the scripts never re-encode JSON.
+
+A "play" entry is only written while its alert is still active (checked in the same
+script), so a slow planner can never resurrect a warning that was cancelled meanwhile.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import orjson
+from redis.commands.core import AsyncScript
+
+from gateway.store.base import StoreBase, now_ms
+
+__all__ = ["UnitEntry", "UnitStore"]
+
+UNIT_EVENTS_MAXLEN = 200_000
+# Entries stay this long after their alert's expiry, so late devices see the end.
+GRACE_MS = 24 * 3600 * 1000
+
+_PUBLISH = """
+-- KEYS: unit hash, unit events, alert record
+-- ARGV: alert id, entry JSON, unit code, ids to remove (JSON list), require active,
+--       now_ms, grace_ms, maxlen
+if ARGV[5] == '1' and redis.call('HGET', KEYS[3], 'state') ~= 'active' then return '' end
+local now, grace = tonumber(ARGV[6]), tonumber(ARGV[7])
+for _, old in ipairs(cjson.decode(ARGV[4])) do redis.call('HDEL', KEYS[1], old) end
+local all = redis.call('HGETALL', KEYS[1])
+for i = 1, #all, 2 do
+  local json = string.sub(all[i + 1], string.find(all[i + 1], '\\n', 1, true) + 1)
+  local ok, e = pcall(cjson.decode, json)
+  if ok and tonumber(e['expires'] or 0) + grace < now then redis.call('HDEL', KEYS[1], all[i]) end
+end
+local seq = redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[8], '*', 'unit', ARGV[3],
+                       'alert', ARGV[1])
+redis.call('HSET', KEYS[1], ARGV[1], seq .. '\\n' .. ARGV[2])
+return seq
+"""
+
+
+def seq_key(seq: str) -> tuple[int, int]:
+    """Stream ids compare as (milliseconds, sequence); anything else sorts first."""
+    try:
+        ms, _, n = seq.partition("-")
+        return int(ms), int(n or 0)
+    except ValueError:
+        return -1, -1
+
+
+@dataclass(frozen=True)
+class UnitEntry:
+    alert: str
+    seq: str
+    data: dict[str, Any]
+
+
+class UnitStore(StoreBase):
+    SCRIPTS: ClassVar[dict[str, str]] = {"_publish": _PUBLISH}
+    _publish: AsyncScript
+
+    async def publish(
+        self,
+        unit: str,
+        alert: str,
+        entry: Mapping[str, Any],
+        *,
+        remove: Sequence[str] = (),
+        require_active: bool = True,
+    ) -> str | None:
+        """Write one unit's entry for an alert; the new seq, or None if refused."""
+        seq = await self._publish(
+            keys=[self.keys.unit(unit), self.keys.unit_events, self.keys.alert(alert)],
+            args=[
+                alert,
+                orjson.dumps(entry).decode(),
+                unit,
+                orjson.dumps(list(remove)).decode(),
+                "1" if require_active else "0",
+                now_ms(),
+                GRACE_MS,
+                UNIT_EVENTS_MAXLEN,
+            ],
+        )
+        return str(seq) or None
+
+    async def unit_entries(self, unit: str) -> list[UnitEntry]:
+        raw = await self.redis.hgetall(self.keys.unit(unit))
+        out = []
+        for alert, value in raw.items():
+            seq, _, body = value.partition("\n")
+            out.append(UnitEntry(alert, seq, orjson.loads(body)))
+        out.sort(key=lambda e: seq_key(e.seq))
+        return out
+
+    async def unit_events_after(
+        self, last: str, *, block_ms: int | None, count: int = 1000
+    ) -> list[tuple[str, dict[str, str]]]:
+        """Unit-state changes after stream id `last` (`$` for only new ones)."""
+        got = await self.redis.xread({self.keys.unit_events: last}, count=count, block=block_ms)
+        rows: list[tuple[str, dict[str, str]]] = []
+        for _, messages in got or []:
+            rows.extend((entry, dict(fields)) for entry, fields in messages)
+        return rows
+
+    async def last_unit_event(self) -> str:
+        rows = await self.redis.xrevrange(self.keys.unit_events, count=1)
+        return str(rows[0][0]) if rows else "0-0"
+
+    # -- endpoint health -------------------------------------------------------------
+
+    async def heartbeat(self, endpoint: str, health: Mapping[str, Any], at_ms: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(
+                self.keys.endpoint(endpoint),
+                mapping={"last_seen": at_ms, "health": orjson.dumps(health).decode()},
+            )
+            pipe.zadd(self.keys.endpoints_seen, {endpoint: at_ms})
+            await pipe.execute()
+
+    async def seen(self, endpoint: str, at_ms: int) -> None:
+        """A request from the device counts as a sign of life (not as a heartbeat)."""
+        await self.redis.hset(self.keys.endpoint(endpoint), "last_request", at_ms)
+
+    async def endpoint_health(self, endpoint: str) -> dict[str, Any]:
+        raw = await self.redis.hgetall(self.keys.endpoint(endpoint))
+        return {
+            "last_seen": int(raw["last_seen"]) if "last_seen" in raw else None,
+            "last_request": int(raw["last_request"]) if "last_request" in raw else None,
+            "health": orjson.loads(raw["health"]) if "health" in raw else None,
+        }
+
+    async def heartbeats(self) -> dict[str, int]:
+        """Last heartbeat (ms) of every endpoint that ever sent one."""
+        rows = await self.redis.zrange(self.keys.endpoints_seen, 0, -1, withscores=True)
+        return {str(e): int(score) for e, score in rows}
