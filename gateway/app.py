@@ -12,6 +12,7 @@ import contextlib
 import logging
 import os
 import secrets
+import signal
 import socket
 from collections.abc import AsyncIterator, Callable
 
@@ -32,7 +33,7 @@ from gateway.redis_server import EmbeddedRedis
 from gateway.render import Renderer
 from gateway.store import Store
 
-__all__ = ["WORKERS", "consumer_name", "create_app", "open_redis"]
+__all__ = ["WORKERS", "build_workers", "consumer_name", "create_app", "open_redis", "run_workers"]
 
 log = logging.getLogger("warngate.app")
 WORKERS: web.AppKey[Workers] = web.AppKey("workers")
@@ -93,6 +94,24 @@ def create_app(
             app.cleanup_ctx.append(_workers_ctx(n_workers))
     app.add_routes(all_routes())
     return app
+
+
+async def run_workers(config: Config, *, planners: int | None = None) -> None:
+    """`warngate worker`: the app's resources and worker loops, no HTTP listener,
+    until SIGINT or SIGTERM."""
+    n = planners if planners is not None else max(config.settings.dispatch.workers, 1)
+    app = create_app(config, workers=n)
+    runner = web.AppRunner(app, handle_signals=False)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await runner.setup()
+    log.info("worker %s running", app[WORKERS].consumer)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
 
 
 def build_workers(app: web.Application, consumer: str | None = None) -> Workers:

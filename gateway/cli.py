@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import sys
 from collections.abc import Sequence
@@ -49,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("serve", help="run the HTTP API and the workers")
     _server_args(p)
 
+    p = sub.add_parser("worker", help="run dispatch workers only (no HTTP listener)")
+    _config_arg(p)
+    p.add_argument("--planners", type=int, default=None, help="planning loops (default 1)")
+    p.add_argument("--data-dir", type=Path, default=None)
+
     p = sub.add_parser("check-config", help="validate a configuration directory")
     p.add_argument("directory", type=Path, nargs="?", default=None)
 
@@ -77,6 +83,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "serve":
             return cmd_serve(args)
+        if args.command == "worker":
+            return cmd_worker(args)
         if args.command == "check-config":
             return cmd_check_config(args.directory)
         if args.command == "validate":
@@ -108,6 +116,16 @@ def cmd_serve(args: argparse.Namespace) -> int:
     logging.getLogger().setLevel(s.log_level)
     app = create_app(config)
     web.run_app(app, host=s.host, port=s.port, print=lambda m: logging.info("%s", m))
+    return 0
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from gateway.app import run_workers
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    config = load_config(args.config, **overrides)
+    logging.getLogger().setLevel(config.settings.log_level)
+    asyncio.run(run_workers(config, planners=args.planners))
     return 0
 
 

@@ -76,13 +76,20 @@ class Sender:
         metrics: Metrics,
         adapters: dict[str, PushAdapter],
         consumer: str,
+        *,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+        clock: Callable[[], int] = now_ms,
     ) -> None:
+        """`sleep` and `clock` (ms) are the seams for tests that check waits and
+        circuit-breaker cool-downs without waiting for real time to pass."""
         self.config = config
         self.settings = config.settings.dispatch
         self.store = store
         self.metrics = metrics
         self.adapters = adapters
         self.consumer = consumer
+        self.sleep = sleep
+        self.clock = clock
 
     def batch_sizes(self) -> dict[Channel, int]:
         out = {}
@@ -114,9 +121,23 @@ class Sender:
             batch.alert, batch.channel, [r.id for r in batch.recipients]
         )
         todo = [r for r in batch.recipients if states[r.id] in (None, "queued")]
-        if len(todo) < len(batch.recipients):
-            self.metrics.suppressed.labels(batch.channel, "already-sent").inc(
-                len(batch.recipients) - len(todo)
+        done = [r for r in batch.recipients if states[r.id] not in (None, "queued")]
+        if done:
+            # Already sent (a batch taken over after a crash, or a receipt that came
+            # before our own record): not again. Telling the store what these deliveries
+            # stand for lets it count a receipt that arrived first.
+            self.metrics.suppressed.labels(batch.channel, "already-sent").inc(len(done))
+            await self.store.record(
+                batch.alert,
+                batch.channel,
+                [
+                    ReceiptUpdate(
+                        r.id, "sent", batch.unit, str(r.persons), batch.language, r.groups
+                    )
+                    for r in done
+                ],
+                accepted_ms=batch.accepted_ms,
+                reach_state=reach_state(channel),
             )
         todo = await self._recipient_limit(batch, channel, todo)
         if not todo:
@@ -169,7 +190,7 @@ class Sender:
     ) -> _Outcome:
         outcome = _Outcome()
         remaining = {r.id: r for r in todo}
-        done_before = await self.store.attempts(batch.alert, batch.entry)
+        done_before = await self.store.attempts(batch.alert, batch.key)
         left = max(self.settings.max_attempts - done_before, 1)
         provider = "-"
         tries = 0
@@ -198,7 +219,7 @@ class Sender:
             async for attempt in retrying:
                 with attempt:
                     tries += 1
-                    await self.store.add_attempt(batch.alert, batch.entry, KEEP_S)
+                    await self.store.add_attempt(batch.alert, batch.key, KEEP_S)
                     adapter = await self._choose(channel)
                     provider = adapter.name
                     await self._take_tokens(adapter, len(remaining))
@@ -226,9 +247,11 @@ class Sender:
         step = max(self.settings.claim_idle_s / 3, 0.05)
 
         async def sleep(seconds: float) -> None:
-            end = time.monotonic() + seconds
-            while (left := end - time.monotonic()) > 0:
-                await asyncio.sleep(min(left, step))
+            left = seconds
+            while left > 0:
+                chunk = min(left, step)
+                await self.sleep(chunk)
+                left -= chunk
                 await self.store.touch(batch.stream, SEND_GROUP, self.consumer, batch.entry)
 
         return sleep
@@ -333,7 +356,7 @@ class Sender:
         if not recipients:
             return
         left = Batch(**{**batch.__dict__, "recipients": tuple(recipients)})
-        attempts = await self.store.attempts(batch.alert, batch.entry)
+        attempts = await self.store.attempts(batch.alert, batch.key)
         await self.store.dead_letter(
             left,
             {
@@ -361,7 +384,7 @@ class Sender:
     async def _choose(self, channel: Channel) -> PushAdapter:
         route = self.config.settings.channels[channel]
         primary = self.adapters[f"{channel}/{route.primary}"]
-        state = await self.store.breaker_state(route.primary)
+        state = await self.store.breaker_state(route.primary, now=self.clock())
         self.metrics.circuit_state.labels(route.primary).set(state)
         if state == 1 and route.secondary:
             self.metrics.failovers.labels(channel.value, route.primary, route.secondary).inc()
@@ -380,6 +403,7 @@ class Sender:
             error_rate=b.error_rate,
             min_calls=b.min_calls,
             cooldown_ms=int(b.cooldown_s * 1000),
+            now=self.clock(),
         )
         self.metrics.circuit_state.labels(provider).set(state)
 
@@ -389,7 +413,7 @@ class Sender:
             wait_ms = await self.store.take_tokens(adapter.name, n, rate, rate)
             if wait_ms <= 0:
                 return
-            await asyncio.sleep(wait_ms / 1000)
+            await self.sleep(wait_ms / 1000)
 
 
 class stop_when(stop_base):

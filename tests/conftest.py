@@ -3,6 +3,7 @@ per-test key prefix instead of flushing, and the app built by the real factory."
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
@@ -23,7 +24,7 @@ from gateway.keys import STORE
 from gateway.models import Channel
 from gateway.plan import PUSH_CHANNELS
 from gateway.redis_server import EmbeddedRedis
-from gateway.store import Store
+from gateway.store import Store, now_ms
 from gateway.store.deliveries import PLAN_GROUP, SEND_GROUP
 from tests.fakes import FakeProvider
 
@@ -110,6 +111,8 @@ class Gateway:
     sms: FakeProvider
     backup: FakeProvider
     push: FakeProvider
+    waits: list[float]
+    clock: list[int]
 
     async def post(self, data: dict[str, Any], key: str = "wgdemo-changji-met") -> dict[str, Any]:
         resp = await self.client.post(
@@ -187,11 +190,29 @@ async def gateway(
     app = create_app(cfg, background=False)
     client = await aiohttp_client(app)
     workers = build_workers(app, "test")
+    waits: list[float] = []
+    clock = [now_ms()]
+
+    async def record_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    workers.sender.sleep = record_sleep
+    workers.sender.clock = lambda: clock[0]
     for stream in workers.plan_streams():
         await app[STORE].ensure_group(stream, PLAN_GROUP)
     for channel in PUSH_CHANNELS:
         for stream in workers.send_streams(channel):
             await app[STORE].ensure_group(stream, SEND_GROUP)
     return Gateway(
-        client, app, cfg, app[STORE], workers, fakes["sms-main"], fakes["sms-backup"], fakes["push"]
+        client,
+        app,
+        cfg,
+        app[STORE],
+        workers,
+        fakes["sms-main"],
+        fakes["sms-backup"],
+        fakes["push"],
+        waits,
+        clock,
     )

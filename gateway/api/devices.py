@@ -9,6 +9,7 @@ from aiohttp import web
 
 from gateway.api.common import json_response, read_body
 from gateway.endpoints import parse_wait
+from gateway.errors import NotFound
 from gateway.keys import CONFIG, HUB, METRICS, STORE
 from gateway.store import now_ms
 
@@ -84,6 +85,31 @@ async def receipts(request: web.Request) -> web.Response:
     endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
     body = await read_body(request, DEVICE_BODY_LIMIT)
     return json_response(await hub.receipts(endpoint, body))
+
+
+@routes.get("/api/v1/endpoints/{id}")
+async def endpoint_status(request: web.Request) -> web.Response:
+    """For duty operators: what the device is, and whether it is healthy."""
+    config = request.app[CONFIG]
+    principal = config.registry.authenticate(request.headers.get("Authorization"))
+    endpoint = config.directory.endpoints.get(request.match_info["id"])
+    if endpoint is None or not principal.covers(endpoint.unit):
+        raise NotFound(f"no endpoint {request.match_info['id']!r}", code="endpoint-not-found")
+    health = await request.app[STORE].endpoint_health(endpoint.id)
+    window = config.settings.endpoints.healthy_within_s * 1000
+    last = health["last_seen"]
+    return json_response(
+        {
+            "id": endpoint.id,
+            "kind": endpoint.kind.value,
+            "unit": endpoint.unit,
+            "languages": endpoint.languages,
+            "covers_population": endpoint.covers_population,
+            "exercise": endpoint.exercise,
+            "online": last is not None and now_ms() - last <= window,
+            **health,
+        }
+    )
 
 
 @routes.post("/api/v1/endpoints/{id}/heartbeat")

@@ -184,6 +184,11 @@ class Batch:
     entry: str = ""  # stream entry id once read
     stream: str = ""
 
+    @property
+    def key(self) -> str:
+        """Unique among all send streams (entry ids are only unique within one)."""
+        return f"{self.stream}#{self.entry}"
+
     def fields(self) -> dict[str, str]:
         packed = "\n".join(f"{r.id}\t{r.address}\t{r.persons}\t{r.groups}" for r in self.recipients)
         return {

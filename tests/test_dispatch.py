@@ -1,0 +1,359 @@
+"""The send stage against fake providers: retries, failover, limits, priority, cancel.
+
+Stages are driven step by step (`gateway.plan_all()`, `gateway.send_all()`), so every
+test is deterministic; waits the dispatcher asks for are recorded, not slept.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.models import Channel
+from gateway.store import alert_id
+from tests import alerts as A
+from tests.conftest import Gateway
+
+UNIT = "652301001001"  # 27 SMS (23 zh, 4 ug), 4 app, 2 messengers, 2 loudspeakers
+TOWNSHIP = "652301001"
+
+
+def recipients(gw: Gateway, channel: Channel, *units: str) -> set[str]:
+    out: set[str] = set()
+    for unit in units:
+        cols = gw.config.directory.recipients_of(unit, channel)
+        out |= set(cols.ids if cols else [])
+    return out
+
+
+def units_of(gw: Gateway, code: str) -> list[str]:
+    return gw.config.directory.units_under(code)
+
+
+def rid(delivery: str) -> str:
+    return delivery.split(":", 2)[2]
+
+
+def sms_ids(provider: Any) -> list[str]:
+    """Recipients of SMS deliveries the provider accepted (messenger tasks left out)."""
+    return [rid(i) for i in provider.accepted_ids if ":sms:" in i]
+
+
+def sms_calls(provider: Any) -> list[Any]:
+    """Calls carrying SMS deliveries (the sample routes messenger tasks to the same
+    gateway)."""
+    return [c for c in provider.calls if c.ids and ":sms:" in c.ids[0]]
+
+
+async def test_every_recipient_gets_exactly_one_message(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[TOWNSHIP]))
+    await gateway.run()
+    units = units_of(gateway, TOWNSHIP)
+    want_sms = recipients(gateway, Channel.SMS, *units)
+    got = sms_ids(gateway.sms)
+    assert Counter(got) == Counter(want_sms)  # each once, nobody else
+    assert all(i.startswith(f"{body['id']}:") for i in gateway.sms.accepted_ids)
+    want_app = recipients(gateway, Channel.APP, *units)
+    assert sorted(rid(i) for i in gateway.push.accepted_ids) == sorted(want_app)
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"sent": len(want_sms)}
+    assert d["counts"]["app"] == {"sent": len(want_app)}
+    assert d["planned"]["sms"] == len(want_sms)
+    assert d["dead_letters"] == []
+    assert gateway.backup.calls == []
+
+
+async def test_one_message_per_language_per_unit(gateway: Gateway) -> None:
+    await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    texts = {call.text for call in sms_calls(gateway.sms)}
+    assert len(sms_calls(gateway.sms)) == 2  # zh and ug recipients of the unit: one call each
+    assert len(texts) == 2
+
+
+async def test_5xx_then_success_is_retried_with_backoff(gateway: Gateway) -> None:
+    gateway.sms.script = ["503", "500"]
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    want = recipients(gateway, Channel.SMS, UNIT)
+    assert set(sms_ids(gateway.sms)) == want
+    assert [c.behaviour for c in gateway.sms.calls][:3] == ["503", "500", "ok"]
+    # Exponential backoff with jitter: base 0.01 s, doubled, jitter below the base.
+    first, second = gateway.waits[0], gateway.waits[1]
+    assert 0.01 <= first < 0.02
+    assert 0.02 <= second < 0.03
+    page = await gateway.deliveries(body["id"], channel="sms")
+    tried = {d["recipient"]: d["attempts"] for d in page["deliveries"]}
+    assert set(tried.values()) >= {3}
+
+
+async def test_retry_after_from_the_provider_is_honoured(gateway: Gateway) -> None:
+    gateway.sms.script = ["429:0.04"]
+    await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    assert sum(gateway.waits) >= 0.04  # the provider's Retry-After, not the 0.01 s backoff
+    assert gateway.waits[0] <= 0.04
+    assert set(sms_ids(gateway.sms)) == recipients(gateway, Channel.SMS, UNIT)
+
+
+async def test_timeouts_and_garbage_answers_are_retried(gateway: Gateway) -> None:
+    gateway.sms.script = ["slow:3", "garbage"]  # the client gives up after 2 s
+    await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    behaviours = [c.behaviour for c in gateway.sms.calls]
+    assert behaviours[:3] == ["slow:3", "garbage", "ok"]
+    assert set(sms_ids(gateway.sms)) == recipients(gateway, Channel.SMS, UNIT)
+
+
+async def test_error_inside_200_retryable_or_not(gateway: Gateway) -> None:
+    gateway.sms.script = ["error200:busy:retry"]
+    first = await gateway.post(A.alert(geocodes=[UNIT], language="zh-CN"))
+    await gateway.run()
+    assert [c.behaviour for c in gateway.sms.calls][:2] == ["error200:busy:retry", "ok"]
+    d = await gateway.deliveries(first["id"])
+    assert d["dead_letters"] == []
+
+    gateway.sms.calls.clear()
+    gateway.sms.default = "error200:bad-sender"
+    second = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    d = await gateway.deliveries(second["id"])
+    assert d["counts"]["sms"] == {"failed": len(recipients(gateway, Channel.SMS, UNIT))}
+    codes = {x["error"]["code"] for x in d["dead_letters"]}
+    assert codes == {"bad-sender"}
+    assert all(x["error"]["attempts"] == 1 for x in d["dead_letters"])  # never retried
+
+
+async def test_permanent_4xx_goes_to_dead_letters_at_once(gateway: Gateway) -> None:
+    gateway.sms.default = "400"
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    assert len(sms_calls(gateway.sms)) == 2  # one call per language batch, no retries
+    d = await gateway.deliveries(body["id"], channel="sms")
+    assert {x["state"] for x in d["deliveries"]} == {"failed"}
+    assert {x["note"] for x in d["deliveries"]} == {"http-400: HTTP 400 fake 400"}
+    assert {x["error"]["code"] for x in d["dead_letters"]} == {"http-400"}
+
+
+async def test_attempts_are_bounded_and_exhausted_batches_are_dead_lettered(
+    gateway: Gateway,
+) -> None:
+    gateway.sms.default = gateway.backup.default = "503"  # the failover fails as well
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    max_attempts = gateway.config.settings.dispatch.max_attempts
+    assert len(sms_calls(gateway.sms)) + len(sms_calls(gateway.backup)) == 2 * max_attempts
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"failed": len(recipients(gateway, Channel.SMS, UNIT))}
+    sms_dead = [x for x in d["dead_letters"] if x["channel"] == "sms"]
+    assert sorted(x["error"]["attempts"] for x in sms_dead) == [max_attempts] * 2
+    listed = await gateway.client.get(
+        "/api/v1/dead-letters", headers=A.auth(A.OPERATOR), params={"alert": body["id"]}
+    )
+    assert len((await listed.json())["dead_letters"]) == len(d["dead_letters"])
+
+
+async def test_attempts_survive_a_restart(gateway: Gateway) -> None:
+    """A batch taken over by another worker continues the attempt count."""
+    gateway.sms.default = "503"
+    body = await gateway.post(A.alert(geocodes=[UNIT], language="zh-CN"))
+    await gateway.plan_all()
+    store = gateway.store
+    rows = await store.read_group(
+        gateway.workers.send_streams(Channel.SMS), "senders", "test", count=1, block_ms=None
+    )
+    stream, entry, fields = rows[0]
+    for _ in range(5):  # a worker that tried five times before it died
+        await store.add_attempt(body["id"], f"{stream}#{entry}", 3600)
+    await gateway.workers.sender.handle(stream, entry, fields)
+    max_attempts = gateway.config.settings.dispatch.max_attempts
+    assert len(gateway.sms.calls) == max_attempts - 5
+
+
+async def test_retries_stop_at_the_alerts_expiry(gateway: Gateway) -> None:
+    gateway.sms.default = "503"
+    soon = datetime.now(UTC) + timedelta(seconds=30)
+    body = await gateway.post(A.alert(geocodes=[UNIT], expires=soon))
+    gateway.workers.sender.settings = gateway.workers.sender.settings.model_copy(
+        update={"backoff_base_s": 60.0, "backoff_max_s": 120.0}
+    )
+    await gateway.run()
+    assert len(sms_calls(gateway.sms)) == 2  # the next wait would pass the expiry: no retry
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"expired": len(recipients(gateway, Channel.SMS, UNIT))}
+    assert {x["error"]["closed_as"] for x in d["dead_letters"]} == {"expired"}
+
+
+async def test_partial_rejections_and_partial_retries(gateway: Gateway) -> None:
+    gateway.sms.script = ["reject:2", "retry:3"]
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    calls = sms_calls(gateway.sms)
+    rejected = set(calls[0].ids[:2])
+    retried = set(calls[1].ids[:3])
+    # The retried recipients are sent again, alone; nobody else twice.
+    assert set(calls[2].ids) == retried
+    counts = Counter(gateway.sms.accepted_ids)
+    assert max(counts.values()) == 1
+    assert not rejected & set(counts)
+    d = await gateway.deliveries(body["id"])
+    total = len(recipients(gateway, Channel.SMS, UNIT))
+    assert d["counts"]["sms"] == {"sent": total - 2, "failed": 2}
+
+
+async def test_failover_to_secondary_and_back(gateway: Gateway) -> None:
+    breaker = gateway.config.settings.channels[Channel.SMS].breaker
+    gateway.sms.default = "503"
+    body = await gateway.post(A.alert(geocodes=[TOWNSHIP]))
+    await gateway.run()
+    assert len(sms_calls(gateway.sms)) == breaker.min_calls  # then the circuit opened
+    want = recipients(gateway, Channel.SMS, *units_of(gateway, TOWNSHIP))
+    assert set(sms_ids(gateway.backup)) == want
+    d = await gateway.deliveries(body["id"], channel="sms", count="1000")
+    assert {x["note"] for x in d["deliveries"]} == {"sms-backup"}
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'warngate_circuit_state{provider="sms-main"} 1.0' in metrics
+    assert "warngate_failovers_total" in metrics
+
+    # After the cool-down one probe goes to the primary; it works, the circuit closes.
+    gateway.sms.default = "ok"
+    gateway.sms.calls.clear()
+    gateway.backup.calls.clear()
+    gateway.clock[0] += int(breaker.cooldown_s * 1000) + 1
+    await gateway.post(A.alert(geocodes=[UNIT], language="zh-CN"))
+    await gateway.run()
+    assert len(sms_calls(gateway.sms)) == 2
+    assert gateway.backup.calls == []
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'warngate_circuit_state{provider="sms-main"} 0.0' in metrics
+
+
+async def test_per_recipient_hourly_limit_and_red_override(gateway: Gateway) -> None:
+    sender = gateway.workers.sender
+    sender.settings = sender.settings.model_copy(update={"recipient_hourly_limit": 1})
+    want = recipients(gateway, Channel.SMS, UNIT)
+    first = await gateway.post(A.alert(geocodes=[UNIT], level="yellow", severity="Moderate"))
+    await gateway.run()
+    second = await gateway.post(A.alert(geocodes=[UNIT], level="yellow", severity="Moderate"))
+    await gateway.run()
+    d1, d2 = await gateway.deliveries(first["id"]), await gateway.deliveries(second["id"])
+    assert d1["counts"]["sms"] == {"sent": len(want)}
+    assert d2["counts"]["sms"] == {"failed": len(want)}
+    page = await gateway.deliveries(second["id"], channel="sms")
+    assert {x["note"] for x in page["deliveries"]} == {"recipient hourly limit"}
+    red = await gateway.post(A.alert(geocodes=[UNIT], level="red"))
+    await gateway.run()
+    assert (await gateway.deliveries(red["id"]))["counts"]["sms"] == {"sent": len(want)}
+
+
+async def test_red_overtakes_a_large_blue_fan_out(gateway: Gateway) -> None:
+    blue = await gateway.post(A.alert(geocodes=["652301"], level="blue", severity="Minor"))
+    await gateway.plan_all()
+    await gateway.send_all([Channel.SMS], limit=3)
+    red = await gateway.post(A.alert(geocodes=[UNIT], level="red"))
+    await gateway.plan_all()
+    await gateway.send_all([Channel.SMS])
+    order = [call.ids[0].split(":")[0] for call in sms_calls(gateway.sms)]
+    assert order[:3] == [blue["id"]] * 3
+    assert order[3:5] == [red["id"]] * 2  # both red batches before any further blue one
+    assert set(order[5:]) == {blue["id"]}
+
+
+async def test_cancel_during_fan_out_stops_queued_sends_and_tells_who_got_it(
+    gateway: Gateway,
+) -> None:
+    alert = A.alert(geocodes=[TOWNSHIP], level="blue", severity="Minor")
+    first = await gateway.post(alert)
+    await gateway.plan_all()
+    await gateway.send_all([Channel.SMS], limit=4)
+    reached = set(sms_ids(gateway.sms))
+    assert reached
+    cancel = await gateway.post(A.alert(msg_type="Cancel", references=[alert], level="blue",
+                                        severity="Minor", geocodes=[TOWNSHIP]))  # fmt: skip
+    await gateway.plan_all()
+    await gateway.send_all()
+    d = await gateway.deliveries(first["id"])
+    planned = d["planned"]["sms"]
+    assert d["counts"]["sms"]["sent"] == len(reached)
+    assert d["counts"]["sms"]["cancelled"] == planned - len(reached)
+    cancel_ids = [rid(i) for i in gateway.sms.accepted_ids if i.startswith(f"{cancel['id']}:sms:")]
+    assert sorted(cancel_ids) == sorted(reached)  # exactly those who had the warning
+    assert len(sms_calls(gateway.sms)) > 4
+
+
+async def test_update_goes_to_those_reached_and_new_units_get_the_alert(
+    gateway: Gateway,
+) -> None:
+    units = units_of(gateway, TOWNSHIP)
+    kept, dropped = units[0], units[1]
+    original = A.alert(geocodes=[kept, dropped])
+    await gateway.post(original)
+    await gateway.run()
+    texts_before = len(sms_calls(gateway.sms))
+    update = A.alert(msg_type="Update", references=[original], geocodes=[kept, units[2]],
+                     level="orange", severity="Severe")  # fmt: skip
+    body = await gateway.post(update)
+    await gateway.run()
+    summary = await gateway.store.plan_summary(body["id"])
+    assert summary is not None
+    new_calls = sms_calls(gateway.sms)[texts_before:]
+    by_unit: dict[str, set[str]] = {}
+    for call in new_calls:
+        for i in call.ids:
+            by_unit.setdefault(i, set()).add(call.text)
+    got = {rid(i) for i in by_unit}
+    want = recipients(gateway, Channel.SMS, kept, dropped, units[2])
+    assert got == want  # kept: update; dropped: cancellation; new unit: the alert
+
+
+async def test_a_batch_queued_twice_is_sent_once(gateway: Gateway) -> None:
+    """A planner that crashed after enqueuing, before marking its plan done, plans again;
+    the sent-set check keeps every recipient at one message."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    await gateway.store.redis.hdel(gateway.store.keys.plan(body["id"]), "done")
+    await gateway.workers.planner.plan(body["id"])
+    await gateway.send_all()
+    counts = Counter(gateway.sms.accepted_ids)
+    assert set(counts.values()) == {1}
+    assert len(sms_ids(gateway.sms)) == len(recipients(gateway, Channel.SMS, UNIT))
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'warngate_deliveries_suppressed_total{channel="sms",reason="already-sent"}' in metrics
+
+
+async def test_messenger_tasks_carry_the_relay_code(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    tasks = [c for c in gateway.sms.calls if ":messenger:" in c.ids[0]]
+    assert tasks
+    from gateway.callbacks import relay_code
+
+    code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
+    assert all(code in c.text for c in tasks)
+    assert await gateway.store.relay_task(code) == (body["id"], UNIT)
+
+
+async def test_superseded_before_planning_sends_nothing(gateway: Gateway) -> None:
+    original = A.alert(geocodes=[UNIT])
+    first = await gateway.post(original)
+    await gateway.post(A.alert(msg_type="Cancel", references=[original], geocodes=[UNIT]))
+    await gateway.run()
+    assert gateway.sms.calls == []  # nobody had it, so nobody needs the cancellation
+    assert await gateway.store.plan_summary(first["id"]) is None
+
+
+async def test_unknown_alert_batches_and_bad_ids_do_not_break_workers(
+    gateway: Gateway,
+) -> None:
+    stream = gateway.store.keys.send_queue("sms", "hi")
+    await gateway.store.redis.xadd(
+        stream,
+        {"a": alert_id("x", "y"), "c": "sms", "u": UNIT, "l": "zh", "k": "alert",
+         "m": "missing", "v": "red", "t": "0", "r": ""},
+    )  # fmt: skip
+    assert await gateway.send_all() == 1
+    assert gateway.sms.calls == []
+    body: dict[str, Any] = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    assert (await gateway.deliveries(body["id"]))["counts"]["sms"]["sent"] > 0

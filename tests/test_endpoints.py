@@ -1,0 +1,306 @@
+"""The pull API of loudspeakers and screens: long-poll, server-sent events, cursors,
+cancellation after reconnect, receipts, heartbeats, tokens."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.directory import Endpoint
+from gateway.endpoints import present
+from gateway.keys import HUB
+from gateway.samplegen import device_token
+from gateway.store import UnitEntry, alert_id, now_ms
+from tests import alerts as A
+from tests.conftest import Gateway
+from tests.test_dispatch import TOWNSHIP, UNIT
+from tests.test_ingest_api import problem
+
+SPEAKER = "ls-652301001001-1"  # zh ug, not marked for exercises
+
+
+def device(endpoint: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {device_token(endpoint)}"}
+
+
+async def poll(gw: Gateway, endpoint: str, **query: Any) -> dict[str, Any]:
+    resp = await gw.client.get(
+        f"/api/v1/endpoints/{endpoint}/messages",
+        params={k: str(v) for k, v in query.items()},
+        headers=device(endpoint),
+    )
+    assert resp.status == 200, await resp.text()
+    body: dict[str, Any] = await resp.json()
+    return body
+
+
+async def test_poll_gets_the_units_messages_in_the_devices_languages(gateway: Gateway) -> None:
+    empty = await poll(gateway, SPEAKER)
+    assert empty["messages"] == []
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    got = await poll(gateway, SPEAKER)
+    [msg] = got["messages"]
+    assert msg["id"] == body["id"]
+    assert msg["action"] == "play"
+    assert msg["level"] == "red"
+    assert [c["language"] for c in msg["content"]] == ["zh", "ug"]
+    assert all(c["text"] and c["seconds"] > 0 for c in msg["content"])
+    assert got["cursor"] == msg["seq"]
+    again = await poll(gateway, SPEAKER, since=got["cursor"])
+    assert again["messages"] == []
+    assert again["cursor"] == got["cursor"]
+    await gateway.app[HUB].flush()
+    d = await gateway.deliveries(body["id"], channel="loudspeaker")
+    assert {x["recipient"]: x["state"] for x in d["deliveries"]}[SPEAKER] == "sent"
+
+
+async def test_long_poll_wakes_when_the_warning_is_cancelled(gateway: Gateway) -> None:
+    original = A.alert(geocodes=[UNIT])
+    await gateway.post(original)
+    await gateway.plan_all()
+    first = await poll(gateway, SPEAKER)
+    waiting = asyncio.create_task(poll(gateway, SPEAKER, since=first["cursor"], wait=30))
+    cancel = await gateway.post(A.alert(msg_type="Cancel", references=[original], geocodes=[UNIT]))
+    await gateway.plan_all()
+    got = await asyncio.wait_for(waiting, 10)
+    [msg] = got["messages"]
+    assert msg["id"] == cancel["id"]
+    assert msg["action"] == "cancel"
+    assert msg["reason"] == "cancelled"
+    assert msg["supersedes"] == [alert_id_of(original)]
+    assert all(c["text"] for c in msg["content"])
+
+
+def alert_id_of(data: dict[str, Any]) -> str:
+    return alert_id(data["sender"], data["identifier"])
+
+
+async def test_a_device_back_after_days_gets_the_cancellation_not_the_warning(
+    gateway: Gateway,
+) -> None:
+    original = A.alert(geocodes=[UNIT])
+    await gateway.post(original)
+    await gateway.plan_all()
+    before = await poll(gateway, SPEAKER)
+    await gateway.post(A.alert(msg_type="Cancel", references=[original], geocodes=[UNIT]))
+    await gateway.plan_all()
+    for since in (before["cursor"], None, "garbage", "0-0"):
+        query = {"since": since} if since else {}
+        got = await poll(gateway, SPEAKER, **query)
+        assert [m["action"] for m in got["messages"]] == ["cancel"], since
+
+
+async def test_an_update_replaces_the_version_it_supersedes(gateway: Gateway) -> None:
+    original = A.alert(geocodes=[UNIT])
+    first = await gateway.post(original)
+    await gateway.plan_all()
+    cursor = (await poll(gateway, SPEAKER))["cursor"]
+    update = await gateway.post(
+        A.alert(
+            msg_type="Update",
+            references=[original],
+            geocodes=[UNIT],
+            level="orange",
+            severity="Severe",
+        )
+    )
+    await gateway.plan_all()
+    got = await poll(gateway, SPEAKER, since=cursor)
+    [msg] = got["messages"]
+    assert (msg["id"], msg["action"], msg["kind"], msg["level"]) == (
+        update["id"],
+        "play",
+        "update",
+        "orange",
+    )
+    assert msg["supersedes"] == [first["id"]]
+    full = await poll(gateway, SPEAKER)
+    assert [m["id"] for m in full["messages"]] == [update["id"]]
+
+
+async def test_many_devices_waiting_all_get_a_new_alert(gateway: Gateway) -> None:
+    endpoints = [
+        e.id
+        for e in gateway.config.directory.endpoints.values()
+        if e.unit.startswith(TOWNSHIP) and not e.exercise
+    ]
+    assert len(endpoints) >= 10
+    base = str(gateway.client.make_url("/"))
+    # Devices are independent clients: their own connections, no shared pool limit.
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as devices:
+
+        async def wait_for_news(endpoint: str) -> dict[str, Any]:
+            async with devices.get(
+                f"{base}api/v1/endpoints/{endpoint}/messages",
+                params={"wait": "30"},
+                headers=device(endpoint),
+            ) as resp:
+                assert resp.status == 200
+                body: dict[str, Any] = await resp.json()
+                return body
+
+        waiting = [asyncio.create_task(wait_for_news(e)) for e in endpoints for _ in range(15)]
+        hub = gateway.app[HUB]
+
+        async def all_parked() -> None:
+            while hub.connected < len(waiting):  # noqa: ASYNC110 (a condition, not a timer)
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(all_parked(), 20)
+        body = await gateway.post(A.alert(geocodes=[TOWNSHIP]))
+        await gateway.plan_all()
+        results = await asyncio.wait_for(asyncio.gather(*waiting), 20)
+    assert len(results) == 15 * len(endpoints)
+    bad = [r for r in results if [m["id"] for m in r["messages"]] != [body["id"]]]
+    assert bad == []
+
+
+async def test_server_sent_events_stream_and_resume(gateway: Gateway) -> None:
+    original = A.alert(geocodes=[UNIT])
+    first = await gateway.post(original)
+    await gateway.plan_all()
+
+    async def events(headers: dict[str, str]) -> Any:
+        resp = await gateway.client.get(f"/api/v1/endpoints/{SPEAKER}/stream", headers=headers)
+        assert resp.status == 200
+        assert resp.headers["Content-Type"].startswith("text/event-stream")
+        return resp
+
+    async def next_event(resp: Any) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        while True:
+            line = (await asyncio.wait_for(resp.content.readline(), 10)).decode().rstrip("\n")
+            if not line:
+                if "data" in fields:
+                    return fields
+                continue
+            if line.startswith(":"):
+                continue
+            key, _, value = line.partition(": ")
+            fields[key] = value
+
+    resp = await events(device(SPEAKER))
+    ev = await next_event(resp)
+    assert ev["event"] == "play"
+    assert orjson.loads(ev["data"])["id"] == first["id"]
+    seen = ev["id"]
+    await gateway.post(A.alert(msg_type="Cancel", references=[original], geocodes=[UNIT]))
+    await gateway.plan_all()
+    ev2 = await next_event(resp)
+    assert ev2["event"] == "cancel"
+    resp.close()
+
+    resumed = await events({**device(SPEAKER), "Last-Event-ID": seen})
+    ev3 = await next_event(resumed)
+    assert ev3["id"] == ev2["id"]  # continues after what it had, nothing replayed
+    resumed.close()
+
+
+async def test_wrong_tokens_and_unknown_devices_are_refused(gateway: Gateway) -> None:
+    url = f"/api/v1/endpoints/{SPEAKER}/messages"
+    await problem(await gateway.client.get(url), 401, "bad-device-token")
+    other = device("ls-652301001001-2")
+    await problem(await gateway.client.get(url, headers=other), 401, "bad-device-token")
+    await problem(
+        await gateway.client.get("/api/v1/endpoints/nope/messages", headers=device("nope")),
+        401,
+        "bad-device-token",
+    )
+    await problem(
+        await gateway.client.get(url, headers=device(SPEAKER), params={"wait": "x"}),
+        400,
+        "bad-query",
+    )
+
+
+async def test_exercises_only_reach_devices_marked_for_them(gateway: Gateway) -> None:
+    marked = next(e for e in gateway.config.directory.endpoints.values() if e.exercise)
+    plain = next(
+        e for e in gateway.config.directory.endpoints.values()
+        if e.unit == marked.unit and not e.exercise
+    )  # fmt: skip
+    await gateway.post(A.alert(geocodes=[marked.unit], status="Exercise"))
+    await gateway.plan_all()
+    assert (await poll(gateway, plain.id))["messages"] == []
+    [msg] = (await poll(gateway, marked.id))["messages"]
+    assert msg["status"] == "Exercise"
+
+
+async def test_played_and_displayed_receipts_count_reach(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    await poll(gateway, SPEAKER)
+    url = f"/api/v1/endpoints/{SPEAKER}/receipts"
+    resp = await gateway.client.post(
+        url, data=orjson.dumps({"alert": body["id"], "status": "played"}), headers=device(SPEAKER)
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["changed"] == 1
+    speaker = gateway.config.directory.endpoints[SPEAKER]
+    agg = await gateway.store.aggregates(body["id"])
+    reached = sum(v for k, v in agg.items() if k.startswith(f"r|loudspeaker|{UNIT}|"))
+    assert reached == speaker.covers_population
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["loudspeaker"]["played"] == 1
+
+    wrong = await gateway.client.post(
+        url, data=orjson.dumps({"alert": body["id"], "status": "displayed"}),
+        headers=device(SPEAKER),
+    )  # fmt: skip
+    await problem(wrong, 422, "invalid-receipt")
+    unknown = await gateway.client.post(
+        url, data=orjson.dumps({"alert": "a" * 25, "status": "played"}), headers=device(SPEAKER)
+    )
+    await problem(unknown, 404, "alert-not-found")
+    junk = await gateway.client.post(url, data=b"[", headers=device(SPEAKER))
+    await problem(junk, 400, "malformed-json")
+
+
+async def test_heartbeat_and_operator_view(gateway: Gateway) -> None:
+    beat = {"status": "ok", "volume": 80, "power": "solar", "battery": 64, "signal": -71}
+    resp = await gateway.client.post(
+        f"/api/v1/endpoints/{SPEAKER}/heartbeat", data=orjson.dumps(beat), headers=device(SPEAKER)
+    )
+    assert resp.status == 200, await resp.text()
+    view = await gateway.client.get(f"/api/v1/endpoints/{SPEAKER}", headers=A.auth(A.OPERATOR))
+    info = await view.json()
+    assert info["online"] is True
+    assert info["health"]["battery"] == 64
+    assert info["unit"] == UNIT
+    outsider = await gateway.client.get(
+        f"/api/v1/endpoints/{SPEAKER}", headers=A.auth("wgdemo-kangbashi-duty")
+    )
+    await problem(outsider, 404, "endpoint-not-found")
+    bad = await gateway.client.post(
+        f"/api/v1/endpoints/{SPEAKER}/heartbeat",
+        data=orjson.dumps({"volume": 300}),
+        headers=device(SPEAKER),
+    )
+    await problem(bad, 422, "invalid-heartbeat")
+
+
+def test_an_expired_warning_is_presented_as_a_cancellation() -> None:
+    endpoint = Endpoint(
+        id="ls-1", kind="loudspeaker", unit=UNIT, languages=["zh"], covers_population=10,
+        token_hash="sha256:" + "0" * 64,
+    )  # fmt: skip
+    entry = UnitEntry(
+        "a1",
+        "5-0",
+        {
+            "action": "play",
+            "kind": "alert",
+            "expires": now_ms() - 1,
+            "messages": {"loudspeaker": {"zh": {"text": "PLAY"}}},
+            "cancel_messages": {"loudspeaker": {"zh": {"text": "LIFTED"}}},
+        },
+    )
+    shown = present(entry, endpoint, now_ms())
+    assert (shown["action"], shown["reason"]) == ("cancel", "expired")
+    assert [c["text"] for c in shown["content"]] == ["LIFTED"]
+    live = UnitEntry("a1", "5-0", {**entry.data, "expires": now_ms() + 60_000})
+    assert present(live, endpoint, now_ms())["content"][0]["text"] == "PLAY"

@@ -1,0 +1,238 @@
+"""Receipts: the state machine, provider callbacks (late, repeated, out of order, early),
+app receipts, and messengers' two-step relay acknowledgements."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+import pytest
+
+from gateway.callbacks import relay_code
+from gateway.models import Channel
+from gateway.receipts import DeliveryState, ProviderStatusMap, advance
+from tests import alerts as A
+from tests.conftest import Gateway
+from tests.test_dispatch import UNIT, recipients
+from tests.test_ingest_api import problem
+
+S = DeliveryState
+
+
+@pytest.mark.parametrize(
+    ("current", "new", "after"),
+    [
+        (None, S.SENT, S.SENT),
+        (S.QUEUED, S.SENT, S.SENT),
+        (S.SENT, S.DELIVERED, S.DELIVERED),
+        (S.DELIVERED, S.SENT, None),  # a late "sent" never overwrites "delivered"
+        (S.DELIVERED, S.DELIVERED, None),  # repeated receipt
+        (S.DELIVERED, S.ACKNOWLEDGED, S.ACKNOWLEDGED),
+        (S.ACKNOWLEDGED, S.DELIVERED, None),
+        (S.SENT, S.FAILED, S.FAILED),
+        (S.QUEUED, S.CANCELLED, S.CANCELLED),
+        (S.DELIVERED, S.FAILED, None),  # confirmed stays confirmed
+        (S.FAILED, S.DELIVERED, None),  # final is final
+        (S.EXPIRED, S.SENT, None),
+        (S.CANCELLED, S.SENT, None),
+        (S.SENT, S.PLAYED, S.PLAYED),
+        (S.PLAYED, S.DISPLAYED, None),
+    ],
+)
+def test_state_machine_only_moves_forward(
+    current: DeliveryState | None, new: DeliveryState, after: DeliveryState | None
+) -> None:
+    assert advance(current, new) is after
+
+
+def test_provider_status_words_map_case_insensitively() -> None:
+    table = ProviderStatusMap({"DLVD": "delivered", "BOUNCED": "failed"})
+    assert table("dlvd") is S.DELIVERED
+    assert table(" DELIVRD ") is S.DELIVERED
+    assert table("bounced") is S.FAILED
+    assert table("whatever") is None
+
+
+async def callback(
+    gw: Gateway, receipts: Any, *, family: str = "sms", provider: str = "sms-main",
+    token: str | None = "demo-callback-sms-main",
+) -> Any:  # fmt: skip
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["X-Callback-Token"] = token
+    return await gw.client.post(
+        f"/api/v1/callbacks/{family}/{provider}", data=orjson.dumps(receipts), headers=headers
+    )
+
+
+async def sent_alert(gw: Gateway) -> tuple[str, list[str]]:
+    body = await gw.post(A.alert(geocodes=[UNIT]))
+    await gw.run()
+    ids = [i for i in gw.sms.accepted_ids if ":sms:" in i]
+    return body["id"], ids
+
+
+async def aggregates(gw: Gateway, alert: str) -> dict[str, int]:
+    return await gw.store.aggregates(alert)
+
+
+def reach(agg: dict[str, int], channel: str, unit: str = UNIT) -> int:
+    return sum(v for k, v in agg.items() if k.startswith(f"r|{channel}|{unit}|"))
+
+
+async def test_delivered_receipts_count_and_repeats_change_nothing(gateway: Gateway) -> None:
+    alert, ids = await sent_alert(gateway)
+    half = ids[: len(ids) // 2]
+    resp = await callback(gateway, {"receipts": [{"id": i, "status": "DELIVRD"} for i in half]})
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["changed"] == len(half)
+    again = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in half])
+    assert (await again.json())["changed"] == 0
+    late_sent = await callback(gateway, [{"id": i, "status": "ACCEPTED"} for i in half])
+    assert (await late_sent.json())["changed"] == 0
+    late_fail = await callback(gateway, [{"id": i, "status": "UNDELIV"} for i in half])
+    assert (await late_fail.json())["changed"] == 0
+    d = await gateway.deliveries(alert)
+    assert d["counts"]["sms"] == {"sent": len(ids) - len(half), "delivered": len(half)}
+    persons = gateway.config.directory.recipients_of(UNIT, Channel.SMS)
+    assert persons is not None
+    by_id = dict(zip(persons.ids, persons.persons, strict=True))
+    want = sum(by_id[i.rsplit(":", 1)[1]] for i in half)
+    agg = await aggregates(gateway, alert)
+    assert reach(agg, "sms") == want
+    assert sum(v for k, v in agg.items() if k.startswith(f"s|sms|{UNIT}|")) == sum(
+        by_id[i.rsplit(":", 1)[1]] for i in ids
+    )
+
+
+async def test_failed_receipt_before_delivery_is_final(gateway: Gateway) -> None:
+    alert, ids = await sent_alert(gateway)
+    await callback(gateway, [{"id": ids[0], "status": "UNDELIV"}])
+    resp = await callback(gateway, [{"id": ids[0], "status": "DELIVRD"}])
+    assert (await resp.json())["changed"] == 0
+    d = await gateway.deliveries(alert)
+    assert d["counts"]["sms"]["failed"] == 1
+
+
+async def test_unknown_words_and_foreign_ids_are_ignored_and_reported(gateway: Gateway) -> None:
+    alert, ids = await sent_alert(gateway)
+    resp = await callback(
+        gateway,
+        [
+            {"id": ids[0], "status": "SOMETHING"},
+            {"id": "not-a-delivery", "status": "DELIVRD"},
+            {"id": f"{alert}:app:r1", "status": "DELIVRD"},  # an app id on the SMS callback
+            {"id": f"{A.alert()['identifier']}:sms:r1", "status": "DELIVRD"},
+        ],
+    )
+    body = await resp.json()
+    assert body["changed"] == 0
+    reasons = [x["reason"] for x in body["ignored"]]
+    assert reasons[:3] == [
+        "unknown status 'SOMETHING'",
+        "not a delivery id of this channel",
+        "not a delivery id of this channel",
+    ]
+    assert reasons[3] == "unknown alert"
+
+
+async def test_callback_needs_the_providers_token(gateway: Gateway) -> None:
+    await problem(await callback(gateway, [], token=None), 401, "bad-callback-token")
+    await problem(await callback(gateway, [], token="wrong"), 401, "bad-callback-token")
+    resp = await callback(gateway, [], provider="nobody")
+    await problem(resp, 404, "provider-not-found")
+    resp = await gateway.client.post(
+        "/api/v1/callbacks/sms/sms-main",
+        data=b"{nope",
+        headers={"X-Callback-Token": "demo-callback-sms-main"},
+    )
+    await problem(resp, 400, "malformed-json")
+    resp = await callback(gateway, [{"status": "DELIVRD"}])
+    await problem(resp, 422, "invalid-receipt")
+
+
+async def test_receipt_before_our_own_record_is_counted_once_sent(gateway: Gateway) -> None:
+    """The provider's receipt can overtake the sender's own write (or come for a batch
+    whose answer was lost): the delivery counts as delivered, is not sent again, and its
+    persons reach the coverage counters once the sender has said who it stands for."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.SMS)
+    assert cols is not None
+    early = cols.ids[0]
+    resp = await callback(gateway, [{"id": f"{body['id']}:sms:{early}", "status": "DELIVRD"}])
+    assert (await resp.json())["changed"] == 1
+    assert reach(await aggregates(gateway, body["id"]), "sms") == 0  # unit not yet known
+    await gateway.send_all()
+    assert f"{body['id']}:sms:{early}" not in gateway.sms.accepted_ids
+    assert reach(await aggregates(gateway, body["id"]), "sms") == cols.persons[0]
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"]["delivered"] == 1
+    assert sum(d["counts"]["sms"].values()) == len(recipients(gateway, Channel.SMS, UNIT))
+
+
+async def test_app_delivered_and_opened(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    ids = gateway.push.accepted_ids
+    assert ids
+    resp = await callback(
+        gateway,
+        [{"id": ids[0], "status": "delivered"}, {"id": ids[1], "status": "opened"}],
+        family="app",
+        provider="push",
+        token="demo-callback-push",
+    )
+    assert (await resp.json())["changed"] == 2
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["app"] == {"sent": len(ids) - 2, "delivered": 1, "acknowledged": 1}
+
+
+async def test_messenger_relays_in_two_steps(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
+    assert cols is not None
+    phone = cols.addresses[0]
+
+    async def ack(data: dict[str, Any], c: str = code) -> Any:
+        return await gateway.client.post(f"/api/v1/relay/{c}", data=orjson.dumps(data))
+
+    got = await ack({"phone": phone, "status": "received"})
+    assert (await got.json())["state"] == "delivered"
+    assert reach(await aggregates(gateway, body["id"]), "messenger") == 0  # not yet told
+    told = await ack({"phone": "+86" + phone, "status": "relayed", "households": 10})
+    assert (await told.json())["state"] == "acknowledged"
+    size = gateway.config.settings.dispatch.household_size
+    assert reach(await aggregates(gateway, body["id"]), "messenger") == round(10 * size)
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["messenger"]["acknowledged"] == 1
+
+    await problem(await ack({"phone": phone, "status": "received"}, "AAAAAAAA"), 404,
+                  "relay-not-found")  # fmt: skip
+    await problem(await ack({"phone": "13900000000", "status": "received"}), 404, "not-messenger")
+    await problem(await ack({"phone": phone, "status": "relayed"}), 422, "invalid-relay")
+    await problem(await ack({"phone": phone, "status": "done"}), 422, "invalid-relay")
+
+
+async def test_messenger_sms_reply_is_an_acknowledgement(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
+    assert cols is not None
+    headers = {"X-Callback-Token": "demo-callback-sms-main"}
+    resp = await gateway.client.post(
+        "/api/v1/callbacks/sms/sms-main/inbound",
+        data=orjson.dumps({"from": cols.addresses[1], "text": f"{code.lower()} 2 7"}),
+        headers=headers,
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["state"] == "acknowledged"
+    bad = await gateway.client.post(
+        "/api/v1/callbacks/sms/sms-main/inbound",
+        data=orjson.dumps({"from": cols.addresses[1], "text": "thanks!"}),
+        headers=headers,
+    )
+    await problem(bad, 422, "invalid-relay")
