@@ -28,6 +28,7 @@ from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
 from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
 from gateway.metrics import Metrics
+from gateway.monitor import Monitor
 from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
 from gateway.render import Renderer
@@ -120,7 +121,8 @@ def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
     name = consumer or consumer_name()
     sender = Sender(config, store, metrics, build_adapters(config, app[HTTP]), name)
     planner = Planner(config, store, app[RENDERER], metrics, sender.batch_sizes())
-    return Workers(config, store, planner, sender, metrics, name)
+    monitor = Monitor(config, store, planner, metrics)
+    return Workers(config, store, planner, sender, metrics, name, monitor)
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:

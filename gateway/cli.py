@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
 from aiohttp import web
 
 from gateway.auth import hash_key, new_key
@@ -70,6 +71,15 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("hash-key", help="print the stored form of an API key or device token")
     p.add_argument("key", nargs="?", help="the key; omitted: make a new random key")
 
+    p = sub.add_parser("report", help="coverage of an alert, or statistics of a period")
+    _config_arg(p)
+    p.add_argument("alert", nargs="?", help="alert id (omit with --period)")
+    p.add_argument("--at", type=int, default=None, help="minutes after acceptance")
+    p.add_argument("--period", choices=["daily", "weekly", "monthly", "quarterly", "annual"])
+    p.add_argument("--end", default=None, help="end of the period (ISO date/time; default now)")
+    p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument("--data-dir", type=Path, default=None)
+
     p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
     _server_args(p)
     return parser
@@ -89,6 +99,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check_config(args.directory)
         if args.command == "validate":
             return cmd_validate(args.files, args.config)
+        if args.command == "report":
+            return asyncio.run(cmd_report(args))
         if args.command == "hash-key":
             return cmd_hash_key(args.key)
         if args.command == "demo":
@@ -176,6 +188,50 @@ def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:
         else:
             print(f"{path}: OK")
     return 1 if bad else 0
+
+
+async def cmd_report(args: argparse.Namespace) -> int:
+    from gateway.app import open_redis
+    from gateway.reports import alert_report, format_report, period_rows, rows_csv
+    from gateway.store import Store
+
+    overrides = {"data_dir": args.data_dir} if args.data_dir else {}
+    config = load_config(args.config, **overrides)
+    if (args.alert is None) == (args.period is None):
+        print("give an alert id or --period", file=sys.stderr)
+        return 2
+    async with open_redis(config) as redis:
+        store = Store(redis, config.settings.redis.prefix)
+        if args.period:
+            end = datetime.fromisoformat(args.end) if args.end else None
+            if end is not None and end.tzinfo is None:
+                end = end.replace(tzinfo=UTC)
+            rows = await period_rows(config, store, args.period, end=end)
+            if args.format == "json":
+                print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+            elif args.format == "csv":
+                print(rows_csv(rows), end="")
+            else:
+                for row in rows:
+                    print(
+                        f"{row['accepted'][:16]}  {row['alert']}  {row['msgType']:<6} "
+                        f"{row['level']:<6} {row['coverage'] * 100:5.1f}%  {row['verdict']}"
+                    )
+                print(f"{len(rows)} alerts ({args.period})")
+            return 0
+        record = await store.get_alert(args.alert)
+        if record is None:
+            print(f"no alert {args.alert!r}", file=sys.stderr)
+            return 1
+        report = await alert_report(config, store, record, at=args.at)
+    if args.format == "json":
+        print(orjson.dumps(report, option=orjson.OPT_INDENT_2).decode())
+    elif args.format == "csv":
+        print(rows_csv([{k: v for k, v in u.items() if not isinstance(v, dict)}
+                        for u in report.get("units", [])]), end="")  # fmt: skip
+    else:
+        print(format_report(report, config.directory))
+    return 0
 
 
 def cmd_hash_key(key: str | None) -> int:

@@ -39,6 +39,7 @@ from gateway.config import Config
 from gateway.errors import RetryableError, SendError
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
+from gateway.monitor import Monitor
 from gateway.plan import PUSH_CHANNELS, delivery_id
 from gateway.planner import Planner
 from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store, now_ms
@@ -442,10 +443,12 @@ class Workers:
         sender: Sender,
         metrics: Metrics,
         consumer: str,
+        monitor: Monitor | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.planner = planner
+        self.monitor = monitor
         self.sender = sender
         self.metrics = metrics
         self.consumer = consumer
@@ -471,6 +474,9 @@ class Workers:
             functools.partial(self._reclaim_loop, channels),
             functools.partial(self._gauge_loop, channels),
         ]
+        if self.monitor is not None:
+            interval = self.config.settings.coverage.interval_s
+            loops.append(functools.partial(self.monitor.run, self.stop, interval))
         self._tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
 
     async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:

@@ -206,5 +206,61 @@ class Metrics:
             registry=r,
         )
 
+        # -- coverage -------------------------------------------------------------------
+        self.alert_coverage = Gauge(
+            "warngate_alert_coverage",
+            "Population-weighted coverage of a live alert (definition v1, confirmed receipts).",
+            ["alert", "level"],
+            registry=r,
+        )
+        self.alert_target = Gauge(
+            "warngate_alert_coverage_target",
+            "Binding coverage target of a live alert (the strictest of its units).",
+            ["alert"],
+            registry=r,
+        )
+        self.alert_past_deadline = Gauge(
+            "warngate_alert_past_deadline",
+            "1 once a live alert's first unit deadline has passed.",
+            ["alert"],
+            registry=r,
+        )
+        self.units_below_target = Gauge(
+            "warngate_units_below_target",
+            "Units of a live alert whose coverage is below their binding target.",
+            ["alert"],
+            registry=r,
+        )
+        self.exercise_coverage = Gauge(
+            "warngate_exercise_alert_coverage",
+            "Coverage of a live exercise or test alert (never counted as live coverage).",
+            ["alert", "level"],
+            registry=r,
+        )
+        self.escalations = Counter(
+            "warngate_escalations_total",
+            "Escalation steps taken for units below target at their deadline.",
+            ["step"],
+            registry=r,
+        )
+        self.broadcast_coverage = Gauge(
+            "warngate_broadcast_coverage",
+            "Share of a county's population within reach of healthy loudspeakers.",
+            ["county"],
+            registry=r,
+        )
+        self.endpoints_offline = Gauge(
+            "warngate_endpoints_offline",
+            "Loudspeakers of a county without a heartbeat within the health window.",
+            ["county"],
+            registry=r,
+        )
+        self.endpoints_total = Gauge(
+            "warngate_endpoints_total",
+            "Loudspeakers configured in a county.",
+            ["county"],
+            registry=r,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

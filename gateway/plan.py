@@ -11,7 +11,7 @@ planning twice yields the same ids and a re-planned alert never sends twice.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -45,6 +45,8 @@ __all__ = [
 GROUPS_PARAMETER = "groups"
 PUSH_CHANNELS = (Channel.SMS, Channel.APP, Channel.MESSENGER)
 PULL_CHANNELS = (Channel.LOUDSPEAKER, Channel.DISPLAY)
+# Population groups of village officials (the `sms_officials` escalation step).
+OFFICIAL_GROUPS = ("village_officials", "officials")
 
 
 class Kind(StrEnum):
@@ -65,6 +67,7 @@ class TargetUnit:
     population: int
     channels: tuple[Channel, ...]
     languages: tuple[str, ...]
+    steps: tuple[str, ...] = ()  # escalation steps applied from the start
 
 
 @dataclass(frozen=True)
@@ -113,6 +116,8 @@ class Plan:
     # Geocodes that name no unit of the directory.
     unresolved: list[str] = field(default_factory=list)
     groups: list[str] = field(default_factory=list)
+    # Units whose loudspeakers play the warning more than once (escalation).
+    repeats: dict[str, int] = field(default_factory=dict)
 
     def delivery_ids(self) -> Iterator[str]:
         for g in self.push:
@@ -130,11 +135,13 @@ class Plan:
         """
         out: dict[tuple[str, Channel], int] = {}
         for g in self.push:
-            if g.channel is Channel.MESSENGER:
+            if g.channel is Channel.MESSENGER or g.kind is Kind.CANCEL:
                 continue
             key: tuple[str, Channel] = (g.unit, g.channel)
             out[key] = out.get(key, 0) + g.persons
         for e in self.endpoints:
+            if e.kind is Kind.CANCEL:
+                continue
             key = (e.endpoint.unit, e.channel)
             out[key] = out.get(key, 0) + e.endpoint.covers_population
         return out
@@ -192,14 +199,26 @@ def plan_alert(
     now: datetime,
     geocode_names: Iterable[str],
     reached: Mapping[Channel, frozenset[str]] | None = None,
+    extra_steps: Mapping[str, Sequence[str]] | None = None,
+    only_units: set[str] | None = None,
+    only_channels: set[Channel] | None = None,
 ) -> Plan:
     """The deliveries of one alert version.
 
     `reached` (for an Update or Cancel) says who had an earlier version of this warning:
     for push channels the ids of recipients it was sent to, for loudspeakers and
-    screens the units where it was published. They get the update or cancellation.
+    screens the units where it was published. Everyone there hears of the change: an
+    update where the unit is still in the area (even when this version's level, groups
+    or quiet hours would not reach them), a cancellation where it is not.
+
+    `extra_steps`: escalation-ladder steps per unit to apply from the start
+    (`gateway.escalation`): a channel name adds that channel, `sms_officials` adds SMS
+    to village officials, `loudspeaker_repeat` has loudspeakers play it once more.
+    `only_units` / `only_channels` restrict the plan (an escalation adds one step to
+    one unit).
     """
     reached = reached or {}
+    extra_steps = extra_steps or {}
     msg_type = record.alert.msgType
     exercise = record.alert.status is not Status.ACTUAL
     plan = Plan(record.id, record.level, exercise, groups=requested_groups(record))
@@ -209,72 +228,128 @@ def plan_alert(
     units, plan.unresolved = target_units(record, directory, geocode_names)
     inside = [u for u in units if agency.covers(u)]
     plan.outside = [u for u in units if not agency.covers(u)]
+    if only_units is not None:
+        inside = [u for u in inside if u in only_units]
     wanted_groups = set(plan.groups)
-    new_kind = Kind.ALERT
     for unit in inside:
         rules = policy.for_unit(unit)
-        channels = tuple(rules.channels_for(record.level, now))
+        channels = list(rules.channels_for(record.level, now))
+        steps = tuple(extra_steps.get(unit, ()))
+        officials_only: set[Channel] = set()
+        for step in steps:
+            if step == "sms_officials" and Channel.SMS not in channels:
+                channels.append(Channel.SMS)
+                officials_only.add(Channel.SMS)
+            elif step == "loudspeaker_repeat":
+                plan.repeats[unit] = plan.repeats.get(unit, 0) + 1
+            elif step in Channel.__members__.values() and Channel(step) not in channels:
+                channels.append(Channel(step))
         only_marked = exercise and rules.exercise_only_marked
         div = directory.divisions[unit]
         plan.units.append(
-            TargetUnit(unit, div.population, channels, tuple(div.languages or ("zh",)))
+            TargetUnit(
+                unit, div.population, tuple(channels), tuple(div.languages or ("zh",)), steps
+            )
         )
         for channel in channels:
+            if only_channels is not None and channel not in only_channels:
+                continue
+            groups = set(OFFICIAL_GROUPS) if channel in officials_only else wanted_groups
             if channel in PUSH_CHANNELS:
-                cols = directory.recipients_of(unit, channel)
-                if cols is None:
-                    continue
-                seen = reached.get(channel, frozenset())
-                by_key: dict[tuple[str, Kind], list[int]] = {}
-                for i in range(len(cols)):
-                    if only_marked and not cols.exercise[i]:
-                        continue
-                    if wanted_groups and not wanted_groups.intersection(cols.groups[i].split()):
-                        continue
-                    kind = Kind.UPDATE if cols.ids[i] in seen else new_kind
-                    by_key.setdefault((cols.languages[i], kind), []).append(i)
-                for (lang, kind), rows in sorted(by_key.items()):
-                    plan.push.append(PushGroup(channel, unit, lang, kind, cols, tuple(rows)))
+                _plan_push(plan, directory, unit, channel, groups, only_marked, reached)
             else:
-                had = unit in reached.get(channel, frozenset())
-                for ep in directory.endpoints_by_unit.get(unit, []):
-                    if ep.kind.value != channel.value:
-                        continue
-                    if only_marked and not ep.exercise:
-                        continue
-                    if wanted_groups and not wanted_groups.intersection(ep.groups):
-                        continue
-                    kind = Kind.UPDATE if had else new_kind
-                    plan.endpoints.append(EndpointDelivery(ep, channel, kind))
+                _plan_pull(plan, directory, unit, channel, groups, only_marked, reached)
     if msg_type is MsgType.UPDATE and reached:
-        _cancel_for_units_left_behind(plan, directory, reached, set(inside))
+        _follow_up(plan, directory, reached, set(inside))
     return plan
 
 
-def _cancel_for_units_left_behind(
-    plan: Plan, directory: Directory, reached: Mapping[Channel, frozenset[str]], kept: set[str]
-) -> None:
-    """Who received the earlier version but lives outside the updated area: cancel."""
-    left = Plan(plan.alert, plan.level, plan.exercise)
-    _plan_cancel(left, directory, reached, skip_units=kept)
-    plan.push.extend(left.push)
-    plan.endpoints.extend(left.endpoints)
-
-
-def _plan_cancel(
+def _plan_push(
     plan: Plan,
     directory: Directory,
+    unit: str,
+    channel: Channel,
+    groups: set[str],
+    only_marked: bool,
     reached: Mapping[Channel, frozenset[str]],
-    skip_units: set[str] | None = None,
-) -> Plan:
-    """A cancellation goes to everyone an earlier version reached, in their language."""
-    skip = skip_units or set()
+) -> None:
+    cols = directory.recipients_of(unit, channel)
+    if cols is None:
+        return
+    seen = reached.get(channel, frozenset())
+    by_key: dict[tuple[str, Kind], list[int]] = {}
+    for i in range(len(cols)):
+        if only_marked and not cols.exercise[i]:
+            continue
+        if groups and not groups.intersection(cols.groups[i].split()):
+            continue
+        kind = Kind.UPDATE if cols.ids[i] in seen else Kind.ALERT
+        by_key.setdefault((cols.languages[i], kind), []).append(i)
+    for (lang, kind), rows in sorted(by_key.items()):
+        plan.push.append(PushGroup(channel, unit, lang, kind, cols, tuple(rows)))
+
+
+def _plan_pull(
+    plan: Plan,
+    directory: Directory,
+    unit: str,
+    channel: Channel,
+    groups: set[str],
+    only_marked: bool,
+    reached: Mapping[Channel, frozenset[str]],
+) -> None:
+    kind = Kind.UPDATE if unit in reached.get(channel, frozenset()) else Kind.ALERT
+    for ep in directory.endpoints_by_unit.get(unit, []):
+        if ep.kind.value != channel.value:
+            continue
+        if only_marked and not ep.exercise:
+            continue
+        if groups and not groups.intersection(ep.groups):
+            continue
+        plan.endpoints.append(EndpointDelivery(ep, channel, kind))
+
+
+def _follow_up(
+    plan: Plan, directory: Directory, reached: Mapping[Channel, frozenset[str]], inside: set[str]
+) -> None:
+    """Everyone an earlier version reached and this version's plan does not: an update
+    where their unit is still in the area, a cancellation where it is not."""
+    planned_ids = {(g.channel, rid) for g in plan.push for rid in g.ids()}
+    planned_units = {(e.channel, e.endpoint.unit) for e in plan.endpoints}
     for channel in PUSH_CHANNELS:
         ids = reached.get(channel)
         if not ids:
             continue
         for (unit, ch), cols in sorted(directory.recipients.items()):
-            if ch is not channel or unit in skip:
+            if ch is not channel:
+                continue
+            kind = Kind.UPDATE if unit in inside else Kind.CANCEL
+            by_lang: dict[str, list[int]] = {}
+            for i, rid in enumerate(cols.ids):
+                if rid in ids and (channel, rid) not in planned_ids:
+                    by_lang.setdefault(cols.languages[i], []).append(i)
+            for lang, rows in sorted(by_lang.items()):
+                plan.push.append(PushGroup(channel, unit, lang, kind, cols, tuple(rows)))
+    for channel in PULL_CHANNELS:
+        for unit in sorted(reached.get(channel, frozenset())):
+            if (channel, unit) in planned_units:
+                continue
+            kind = Kind.UPDATE if unit in inside else Kind.CANCEL
+            for ep in directory.endpoints_by_unit.get(unit, []):
+                if ep.kind.value == channel.value:
+                    plan.endpoints.append(EndpointDelivery(ep, channel, kind))
+
+
+def _plan_cancel(
+    plan: Plan, directory: Directory, reached: Mapping[Channel, frozenset[str]]
+) -> Plan:
+    """A cancellation goes to everyone an earlier version reached, in their language."""
+    for channel in PUSH_CHANNELS:
+        ids = reached.get(channel)
+        if not ids:
+            continue
+        for (unit, ch), cols in sorted(directory.recipients.items()):
+            if ch is not channel:
                 continue
             by_lang: dict[str, list[int]] = {}
             for i, rid in enumerate(cols.ids):
@@ -283,7 +358,7 @@ def _plan_cancel(
             for lang, rows in sorted(by_lang.items()):
                 plan.push.append(PushGroup(channel, unit, lang, Kind.CANCEL, cols, tuple(rows)))
     for channel in PULL_CHANNELS:
-        for unit in sorted(reached.get(channel, frozenset()) - skip):
+        for unit in sorted(reached.get(channel, frozenset())):
             for ep in directory.endpoints_by_unit.get(unit, []):
                 if ep.kind.value == channel.value:
                     plan.endpoints.append(EndpointDelivery(ep, channel, Kind.CANCEL))

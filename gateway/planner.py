@@ -22,9 +22,10 @@ import orjson
 from gateway.callbacks import relay_code
 from gateway.config import Config
 from gateway.errors import RenderError
+from gateway.escalation import Prediction, predict_unit, steps_for_prediction
 from gateway.metrics import Metrics
 from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
-from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert
+from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert, target_units
 from gateway.render import Context, Rendered, Renderer
 from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store
 
@@ -104,6 +105,10 @@ class Planner:
             return None
         when = now or datetime.now(UTC)
         reached, previous = await self._earlier_versions(record)
+        predictions: dict[str, Prediction] = {}
+        steps: dict[str, list[str]] = {}
+        if record.alert.msgType is not MsgType.CANCEL:
+            predictions, steps = await self._predicted_steps(record, agency, when)
         plan = plan_alert(
             record,
             self.config.directory,
@@ -112,12 +117,15 @@ class Planner:
             now=when,
             geocode_names=self.config.settings.ingest.geocode_names,
             reached=reached,
+            extra_steps=steps,
         )
         renders = self._render_all(record, plan, agency, previous)
         accepted_ms = int(record.received.timestamp() * 1000)
-        await self.store.save_plan(
-            alert, self._summary(record, plan, renders), renders.messages, {}, accepted_ms, ttl
-        )
+        summary = self._summary(record, plan, renders)
+        for unit, pred in predictions.items():
+            if unit in summary["units"]:
+                summary["units"][unit]["predicted"] = round(pred.estimate, 4)
+        await self.store.save_plan(alert, summary, renders.messages, {}, accepted_ms, ttl)
         if renders.relay_codes:
             await self.store.save_relay_codes(renders.relay_codes, ttl)
         await self._publish_units(record, plan, renders, previous)
@@ -135,6 +143,85 @@ class Planner:
             len(plan.endpoints),
         )
         return plan
+
+    async def escalate(
+        self, record: AlertRecord, unit: str, step: str, *, now: datetime | None = None
+    ) -> int:
+        """Take one escalation step for one unit of a planned alert; deliveries added."""
+        agency = self.config.registry.agencies.get(record.agency)
+        if agency is None:
+            return 0
+        if step == "loudspeaker_repeat":
+            return await self._repeat(record, unit)
+        channels = {Channel.SMS} if step == "sms_officials" else {Channel(step)}
+        plan = plan_alert(
+            record,
+            self.config.directory,
+            self.config.policy,
+            agency,
+            now=now or datetime.now(UTC),
+            geocode_names=self.config.settings.ingest.geocode_names,
+            extra_steps={unit: [step]},
+            only_units={unit},
+            only_channels=channels,
+        )
+        renders = self._render_all(record, plan, agency, None)
+        ttl = self._ttl(record)
+        if renders.messages:
+            await self.store.save_messages(record.id, renders.messages, ttl)
+        if renders.relay_codes:
+            await self.store.save_relay_codes(renders.relay_codes, ttl)
+        if plan.endpoints:
+            await self._publish_units(record, plan, renders, None, merge=True)
+        await self._enqueue(record, plan, renders, int(record.received.timestamp() * 1000))
+        return plan.count()
+
+    async def _repeat(self, record: AlertRecord, unit: str) -> int:
+        """Loudspeakers of the unit play the current entry once more (a new seq)."""
+        for entry in await self.store.unit_entries(unit):
+            if entry.alert == record.id and entry.data.get("action") == "play":
+                data = {**entry.data, "repeat": int(entry.data.get("repeat", 0)) + 1}
+                await self.store.publish(unit, record.id, data)
+                return sum(
+                    1
+                    for e in self.config.directory.endpoints_by_unit.get(unit, [])
+                    if e.kind.value == Channel.LOUDSPEAKER.value
+                )
+        return 0
+
+    async def _predicted_steps(
+        self, record: AlertRecord, agency: Any, when: datetime
+    ) -> tuple[dict[str, Prediction], dict[str, list[str]]]:
+        """Predicted coverage per unit; ladder steps from the start where it is short."""
+        directory, policy = self.config.directory, self.config.policy
+        units, _ = target_units(record, directory, self.config.settings.ingest.geocode_names)
+        healthy = await self._healthy()
+        size = self.config.settings.dispatch.household_size
+        predictions, steps = {}, {}
+        for unit in units:
+            if not agency.covers(unit):
+                continue
+            rules = policy.for_unit(unit)
+            channels = rules.channels_for(record.level, when)
+            pred = predict_unit(directory, unit, channels, healthy, size)
+            predictions[unit] = pred
+            more = steps_for_prediction(pred, rules.targets.binding, rules.escalation, channels)
+            if more:
+                steps[unit] = more
+        return predictions, steps
+
+    async def _healthy(self) -> set[str]:
+        """Endpoints counted as working: a recent heartbeat, or (by default) none ever —
+        a device never heard from is assumed to work rather than to have failed."""
+        beats = await self.store.heartbeats()
+        window = self.config.settings.endpoints.healthy_within_s * 1000
+        now = time.time() * 1000
+        unknown_ok = self.config.settings.endpoints.unknown_is_healthy
+        return {
+            e
+            for e in self.config.directory.endpoints
+            if (e in beats and now - beats[e] <= window) or (e not in beats and unknown_ok)
+        }
 
     # -- inputs ------------------------------------------------------------------------
 
@@ -214,6 +301,7 @@ class Planner:
         return {
             "alert": record.id,
             "msgType": record.alert.msgType.value,
+            "steps": {u.code: list(u.steps) for u in plan.units if u.steps},
             "level": record.level.value,
             "exercise": record.exercise,
             "accepted_ms": int(record.received.timestamp() * 1000),
@@ -239,7 +327,13 @@ class Planner:
         }
 
     async def _publish_units(
-        self, record: AlertRecord, plan: Plan, renders: _Renders, previous: AlertRecord | None
+        self,
+        record: AlertRecord,
+        plan: Plan,
+        renders: _Renders,
+        previous: AlertRecord | None,
+        *,
+        merge: bool = False,
     ) -> None:
         """Loudspeakers and screens: one entry per unit, all their languages in it."""
         by_unit: dict[str, dict[str, Any]] = {}
@@ -270,7 +364,14 @@ class Planner:
                 "supersedes": chain,
                 "messages": parts["cancel"] if cancel_here else parts["messages"],
                 "cancel_messages": parts["cancel"],
+                "repeat": plan.repeats.get(unit, 0),
             }
+            if merge:  # an escalation adds a channel to the entry the unit already has
+                for old in await self.store.unit_entries(unit):
+                    if old.alert == record.id:
+                        for key in ("messages", "cancel_messages"):
+                            entry[key] = {**old.data.get(key, {}), **entry[key]}
+                        entry["repeat"] = old.data.get("repeat", 0)
             await self.store.publish(
                 unit, record.id, entry, remove=chain, require_active=not cancel_here
             )

@@ -109,6 +109,16 @@ class UnitPolicy(_M):
         return chosen
 
 
+def _deep_update(base: dict[str, Any], top: dict[str, Any]) -> None:
+    """A more specific rule overrides key by key: its `channels` for one level leave the
+    other levels as the rule above set them, and likewise within `targets`."""
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _deep_update(base[key], value)
+        else:
+            base[key] = value
+
+
 class Policy:
     """Rules by area; `for_unit()` resolves the one in force, with inheritance."""
 
@@ -125,7 +135,8 @@ class Policy:
             merged: dict[str, Any] = {}
             for rule in self.rules:
                 if codes.covers(rule.area, unit):
-                    merged.update(rule.model_dump(exclude={"area"}, exclude_none=True))
+                    layer = rule.model_dump(exclude={"area"}, exclude_none=True, exclude_unset=True)
+                    _deep_update(merged, layer)
             found = UnitPolicy.model_validate(merged)
             self._cache[unit] = found
         return found

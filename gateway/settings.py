@@ -123,6 +123,8 @@ class EndpointSettings(_Section):
     keepalive_s: float = Field(default=15.0, gt=0)
     # An endpoint whose last heartbeat is older than this counts as offline.
     healthy_within_s: float = Field(default=900.0, gt=0)
+    # Coverage prediction: count a device that never sent a heartbeat as working.
+    unknown_is_healthy: bool = True
 
 
 class RenderSettings(_Section):
@@ -136,6 +138,11 @@ class RenderSettings(_Section):
 
 def _default_templates() -> Path:
     return Path(__file__).resolve().parent.parent / "templates"
+
+
+class CoverageSettings(_Section):
+    # How often the live monitor refreshes coverage gauges and checks unit deadlines.
+    interval_s: float = Field(default=15.0, gt=0)
 
 
 class Settings(BaseSettings):
@@ -156,6 +163,7 @@ class Settings(BaseSettings):
     dispatch: DispatchSettings = DispatchSettings()
     endpoints: EndpointSettings = EndpointSettings()
     render: RenderSettings = RenderSettings()
+    coverage: CoverageSettings = CoverageSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
     providers: dict[str, ProviderConfig] = {}
     channels: dict[Channel, ChannelRoute] = {}

@@ -4,6 +4,7 @@ from aiohttp import web
 
 from gateway.api import alerts as alerts
 from gateway.api import callbacks as callbacks
+from gateway.api import coverage as coverage
 from gateway.api import devices as devices
 from gateway.api.common import json_response, problem_middleware, read_body
 
@@ -11,4 +12,4 @@ __all__ = ["all_routes", "json_response", "problem_middleware", "read_body"]
 
 
 def all_routes() -> list[web.AbstractRouteDef]:
-    return [*alerts.routes, *devices.routes, *callbacks.routes]
+    return [*alerts.routes, *coverage.routes, *devices.routes, *callbacks.routes]

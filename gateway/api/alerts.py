@@ -116,7 +116,7 @@ async def list_alerts(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/alerts/{id}")
 async def get_alert(request: web.Request) -> web.Response:
-    record = await _readable(request)
+    record = await readable(request)
     body = summary(record)
     body.update(
         {
@@ -133,7 +133,7 @@ async def get_alert(request: web.Request) -> web.Response:
 @routes.get("/api/v1/alerts/{id}/deliveries")
 async def deliveries(request: web.Request) -> web.Response:
     """Counts per channel and state, and a page of individual deliveries."""
-    record = await _readable(request)
+    record = await readable(request)
     store = request.app[STORE]
     counts: dict[str, dict[str, int]] = {}
     for key, n in (await store.aggregates(record.id)).items():
@@ -198,7 +198,7 @@ async def dead_letters(request: web.Request) -> web.Response:
     return json_response({"dead_letters": await request.app[STORE].dead_letters(alert=alert)})
 
 
-async def _readable(request: web.Request) -> AlertRecord:
+async def readable(request: web.Request) -> AlertRecord:
     principal = principal_of(request)
     record = await request.app[STORE].get_alert(request.match_info["id"])
     if record is None or not may_read(principal, record):

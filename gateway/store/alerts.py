@@ -252,6 +252,17 @@ class AlertStore(StoreBase):
         out.sort(key=lambda r: r.received, reverse=True)
         return out[:limit]
 
+    async def alerts_between(self, since: datetime, until: datetime) -> list[AlertRecord]:
+        """Alerts accepted in [since, until), oldest first."""
+        ids = await self.redis.zrangebyscore(
+            self.keys.alerts, int(since.timestamp() * 1000), f"({int(until.timestamp() * 1000)}"
+        )
+        records = await self.get_alerts(ids)
+        return sorted(records, key=lambda r: r.received)
+
+    async def live_ids(self) -> list[str]:
+        return [str(i) for i in await self.redis.zrange(self.keys.live, 0, -1)]
+
     async def live_count(self) -> int:
         return int(await self.redis.zcard(self.keys.live))
 

@@ -341,6 +341,12 @@ class DeliveryStore(StoreBase):
         for channel, updates in pull_receipts.items():
             await self.record(alert, channel, updates, accepted_ms=accepted_ms)
 
+    async def save_messages(self, alert: str, messages: dict[str, str], ttl_s: int) -> None:
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(self.keys.messages(alert), mapping=messages)
+            pipe.expire(self.keys.messages(alert), ttl_s)
+            await pipe.execute()
+
     async def mark_plan_done(self, alert: str, ttl_s: int) -> None:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hset(self.keys.plan(alert), "done", now_ms())
@@ -487,6 +493,26 @@ class DeliveryStore(StoreBase):
             return None
         alert, _, unit = str(raw).partition("|")
         return alert, unit
+
+    # -- escalations -------------------------------------------------------------------
+
+    async def claim_escalation(
+        self, alert: str, unit: str, record: dict[str, Any], ttl_s: int
+    ) -> bool:
+        """Record a unit's deadline check once; False if another process did it first."""
+        key = self.keys.escalations(alert)
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hsetnx(key, unit, orjson.dumps(record).decode())
+            pipe.expire(key, ttl_s)
+            done, _ = await pipe.execute()
+        return bool(done)
+
+    async def escalations(self, alert: str) -> dict[str, dict[str, Any]]:
+        raw = await self.redis.hgetall(self.keys.escalations(alert))
+        return {unit: orjson.loads(v) for unit, v in raw.items()}
+
+    async def audit_event(self, fields: dict[str, str]) -> None:
+        await self.redis.xadd(self.keys.audit, fields)
 
     # -- limits and breakers -----------------------------------------------------------
 

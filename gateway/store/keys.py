@@ -25,6 +25,7 @@ Dispatch
     p:rr:{hour}               hash    messages per phone in one hour (per-recipient limit)
     p:cb:{provider}           hash    circuit breaker window counts and state
     p:relay:{code}            string  `alert|unit` of a messenger relay task code
+    p:esc:{alert}             hash    unit → escalation taken at its deadline (JSON), once
 Endpoints (loudspeakers and screens)
     p:unit:{unit}             hash    active state: alert id → entry JSON
     p:unitev                  stream  one entry per unit-state change (the cursor space)
@@ -101,6 +102,9 @@ class Keys:
 
     def relay(self, code: str) -> str:
         return self._("relay", code)
+
+    def escalations(self, alert: str) -> str:
+        return self._("esc", alert)
 
     # endpoints
     def unit(self, unit: str) -> str:

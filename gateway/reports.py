@@ -1,0 +1,263 @@
+"""Coverage: reports — gather a plan summary and receipt counters, apply `coverage`,
+and say met / not met / in progress against the jurisdiction's target and deadline.
+
+Used by the API (`/api/v1/alerts/{id}/coverage`), `warngate report`, the live metrics
+and escalation, so that every one of them shows the same figure for the same moment.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from gateway.codes import Tier
+from gateway.config import Config
+from gateway.coverage import (
+    DEFINITION,
+    SERIES_MINUTES,
+    AlertCoverage,
+    alert_coverage,
+    broadcast_coverage,
+    rollup_broadcast,
+    verdict,
+)
+from gateway.models import AlertRecord, Level
+from gateway.store import Store, now_ms
+
+__all__ = [
+    "AlertTarget",
+    "alert_report",
+    "broadcast_report",
+    "format_report",
+    "period_rows",
+    "rows_csv",
+]
+
+TIERS = {"township": Tier.TOWNSHIP, "county": Tier.COUNTY, "prefecture": Tier.PREFECTURE}
+
+
+@dataclass(frozen=True)
+class AlertTarget:
+    binding: float
+    expected: float
+    deadline_minutes: int
+
+
+def alert_target(config: Config, units: list[str], level: Level) -> AlertTarget:
+    """The strictest target and the shortest deadline among the alert's units."""
+    if not units:
+        rules = config.policy.for_unit("000000")
+        return AlertTarget(
+            rules.targets.binding, rules.targets.expected, rules.targets.deadline_minutes[level]
+        )
+    policies = [config.policy.for_unit(u) for u in units]
+    return AlertTarget(
+        max(p.targets.binding for p in policies),
+        max(p.targets.expected for p in policies),
+        min(p.targets.deadline_minutes[level] for p in policies),
+    )
+
+
+async def load_coverage(
+    config: Config, store: Store, record: AlertRecord, minutes: int | None
+) -> tuple[dict[str, Any] | None, AlertCoverage | None]:
+    summary = await store.plan_summary(record.id)
+    if summary is None:
+        return None, None
+    aggregates = await store.aggregates(record.id)
+    cov = alert_coverage(summary, aggregates, config.directory, config.policy, minutes=minutes)
+    return summary, cov
+
+
+async def alert_report(
+    config: Config,
+    store: Store,
+    record: AlertRecord,
+    *,
+    at: int | None = None,
+    now: int | None = None,
+) -> dict[str, Any]:
+    """The coverage of one alert version, with its time series and target verdict."""
+    now = now or now_ms()
+    accepted_ms = int(record.received.timestamp() * 1000)
+    elapsed = max(0, (now - accepted_ms) // 60_000)
+    summary = await store.plan_summary(record.id)
+    base: dict[str, Any] = {
+        "alert": record.id,
+        "definition": DEFINITION,
+        "level": record.level.value,
+        "msgType": record.alert.msgType.value,
+        "exercise": record.exercise,
+        "live": not record.exercise,
+        "state": record.state.value,
+        "accepted": record.received.isoformat(),
+        "minutes_since_acceptance": elapsed,
+    }
+    if summary is None:
+        return {**base, "planned": False}
+    aggregates = await store.aggregates(record.id)
+
+    def cov(minutes: int | None) -> AlertCoverage:
+        return alert_coverage(summary, aggregates, config.directory, config.policy, minutes=minutes)
+
+    current = cov(at)
+    target = alert_target(config, sorted(summary.get("units", {})), record.level)
+    at_deadline = cov(target.deadline_minutes)
+    deadline = record.received + timedelta(minutes=target.deadline_minutes)
+    passed = now >= int(deadline.timestamp() * 1000)
+    series = []
+    for m in SERIES_MINUTES:
+        point = cov(m)
+        series.append(
+            {
+                "minutes": m,
+                "coverage": round(point.estimate, 4),
+                "lower": round(point.lower, 4),
+                "upper": round(point.upper, 4),
+                "reached": m <= elapsed,
+            }
+        )
+    return {
+        **base,
+        "planned": True,
+        "at_minutes": at,
+        "population": current.population,
+        "coverage": round(current.estimate, 4),
+        "lower": round(current.lower, 4),
+        "upper": round(current.upper, 4),
+        "sent_coverage": round(current.sent_estimate, 4),
+        "target": {
+            "binding": target.binding,
+            "expected": target.expected,
+            "deadline_minutes": target.deadline_minutes,
+            "deadline": deadline.isoformat(),
+            "coverage_at_deadline": round(at_deadline.estimate, 4),
+            "verdict": verdict(at_deadline.estimate, target.binding, deadline_passed=passed),
+            "expected_verdict": verdict(
+                at_deadline.estimate, target.expected, deadline_passed=passed
+            ),
+        },
+        "series": series,
+        "units": [u.as_dict() for u in current.units],
+        "units_below_target": sum(1 for u in current.units if u.estimate < u.target),
+        "rollups": {name: current.rollup(config.directory, tier) for name, tier in TIERS.items()},
+        "by_language": current.by_language,
+        "by_group": current.by_group,
+        "outside": summary.get("outside", []),
+        "escalations": [
+            {"unit": u, **e}
+            for u, e in sorted((await store.escalations(record.id)).items())
+            if e.get("step")
+        ],
+    }
+
+
+async def broadcast_report(
+    config: Config, store: Store, under: str | None, *, now: int | None = None
+) -> dict[str, Any]:
+    heartbeats = await store.heartbeats()
+    window = int(config.settings.endpoints.healthy_within_s * 1000)
+    per_unit = broadcast_coverage(
+        config.directory, heartbeats, now_ms=now or now_ms(), healthy_within_ms=window,
+        under=under,
+    )  # fmt: skip
+    return {
+        "definition": DEFINITION,
+        "healthy_within_s": config.settings.endpoints.healthy_within_s,
+        "under": under,
+        "units": [{"unit": u, **row} for u, row in sorted(per_unit.items())],
+        "rollups": {
+            name: rollup_broadcast(config.directory, per_unit, tier) for name, tier in TIERS.items()
+        },
+    }
+
+
+PERIODS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
+
+
+async def period_rows(
+    config: Config, store: Store, period: str, *, end: datetime | None = None
+) -> list[dict[str, Any]]:
+    """One row per alert accepted in the period: the statistics plans ask for."""
+    until = end or datetime.now(UTC)
+    since = until - timedelta(days=PERIODS[period])
+    records = await store.alerts_between(since, until)
+    rows = []
+    for record in records:
+        report = await alert_report(config, store, record)
+        target = report.get("target", {})
+        rows.append(
+            {
+                "alert": record.id,
+                "identifier": record.alert.identifier,
+                "agency": record.agency,
+                "accepted": record.received.isoformat(),
+                "msgType": record.alert.msgType.value,
+                "status": record.alert.status.value,
+                "level": record.level.value,
+                "hazards": " ".join(record.hazards),
+                "units": len(report.get("units", [])),
+                "population": report.get("population", 0),
+                "coverage": report.get("coverage", 0.0),
+                "coverage_at_deadline": target.get("coverage_at_deadline", 0.0),
+                "target": target.get("binding", ""),
+                "verdict": target.get("verdict", "not planned"),
+                "definition": DEFINITION,
+            }
+        )
+    return rows
+
+
+def format_report(report: dict[str, Any], directory: Any) -> str:
+    """A human-readable table: the verdict, the series, then one line per unit."""
+    if not report.get("planned"):
+        return f"alert {report['alert']}: not planned yet"
+    t = report["target"]
+    lines = [
+        f"alert {report['alert']}  {report['msgType']} {report['level']}"
+        f"{'  (EXERCISE/TEST: not live coverage)' if report['exercise'] else ''}",
+        f"accepted {report['accepted']}   definition {report['definition']}",
+        f"coverage {pct(report['coverage'])} (lower {pct(report['lower'])}, upper"
+        f" {pct(report['upper'])}; sent {pct(report['sent_coverage'])})"
+        f" of {report['population']} people in {len(report['units'])} units",
+        f"target {pct(t['binding'])} within {t['deadline_minutes']} min: {t['verdict']}"
+        f" (at the deadline {pct(t['coverage_at_deadline'])}; expected {pct(t['expected'])}:"
+        f" {t['expected_verdict']})",
+        "over time: "
+        + "  ".join(f"T+{p['minutes']}m {pct(p['coverage'])}" for p in report["series"]),
+        "",
+    ]
+    channels = ["sms", "app", "loudspeaker", "display", "messenger"]
+    header = f"{'unit':<13}{'people':>8} " + "".join(f"{c[:11]:>12}" for c in channels)
+    lines.append(header + f"{'coverage':>10}{'target':>8}  verdict  name")
+    for u in report["units"]:
+        reach = "".join(f"{pct(u['reach'][c]) if c in u['reach'] else '-':>12}" for c in channels)
+        verdict_word = "below" if u["below_target"] else "ok"
+        div = directory.divisions.get(u["unit"])
+        name = div.label("zh") if div else ""
+        lines.append(
+            f"{u['unit']:<13}{u['population']:>8} {reach}{pct(u['coverage']):>10}"
+            f"{pct(u['target']):>8}  {verdict_word:<7}  {name}"
+        )
+    if report.get("escalations"):
+        lines.append("")
+        lines += [f"escalated {e['unit']}: {e['step']} at {e['checked_at']}"
+                  for e in report["escalations"]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def pct(x: float) -> str:
+    return f"{x * 100:.1f}%"
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
+    if not rows:
+        return ""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=list(rows[0]))
+    writer.writeheader()
+    writer.writerows(rows)
+    return out.getvalue()
