@@ -962,3 +962,86 @@ def test_sample_policy_for_blue(
     assert {c for u in plan.units for c in u.channels} == channels
     used = {g.channel for g in plan.push} | {e.channel for e in plan.endpoints}
     assert used == channels
+
+
+# --- follow-ups and inheritance (found while reviewing these tests) ---------------------
+
+
+def test_policy_rule_for_one_level_inherits_the_other_levels() -> None:
+    policy = Policy(
+        [
+            Rule(area="652300", channels={lvl: list(Channel) for lvl in Level}),
+            Rule(area=COUNTY_A, channels={Level.BLUE: [SMS]}),
+        ]
+    )
+    unit = policy.for_unit(U1)
+    assert unit.channels_for(Level.RED, NOON) == list(Channel)
+    assert unit.channels_for(Level.BLUE, NOON) == [SMS]
+    assert policy.for_unit(U4).channels_for(Level.BLUE, NOON) == list(Channel)
+
+
+def test_update_reaches_those_its_own_rules_would_leave_out() -> None:
+    """A blue update at night skips loudspeakers and SMS by policy, and names a group;
+    the people and loudspeakers that had the red version still hear of the change."""
+    night = datetime(2025, 6, 2, 23, 0, tzinfo=CST)
+    policy = Policy(
+        [
+            Rule(
+                area="652300",
+                quiet_hours=QuietHours(
+                    start=time(22, 30), end=time(7, 30), skip={Level.BLUE: [LOUDSPEAKER, SMS]}
+                ),
+            )
+        ]
+    )
+    update = A.alert(
+        identifier="W-2",
+        msg_type="Update",
+        references=[EARLIER],
+        geocodes=[TOWN_A1],
+        level="blue",
+        severity="Minor",
+    )
+    update["info"][0]["parameter"].append({"valueName": "groups", "value": "schools"})
+    plan = plan_of(record(update, level=Level.BLUE, rid="W-2"), policy=policy, now=night,
+                   reached=REACHED)  # fmt: skip
+    got = kinds(plan)
+    for key in ("sms:s1", "sms:s2", "sms:s4", "loudspeaker:ls1", "loudspeaker:ls3"):
+        assert got[key] is Kind.UPDATE, key
+    assert "sms:s5" not in got  # never had it, and this version does not go to them
+    assert "loudspeaker:ls2" in got  # a school loudspeaker of a unit that had it
+
+
+def test_escalation_steps_add_channels_officials_and_repeats() -> None:
+    policy = Policy([Rule(area="652300", channels={Level.BLUE: [DISPLAY]})])
+    rec = record(A.alert(geocodes=[TOWN_A1], level="blue", severity="Minor"), level=Level.BLUE)
+    plain = plan_of(rec, policy=policy)
+    assert {k.split(":")[0] for k in short_ids(plain)} == {"display"}
+    stepped = plan_alert(
+        rec,
+        DIRX,
+        policy,
+        PREFECTURE,
+        now=NOON,
+        geocode_names=GEOCODE_NAMES,
+        extra_steps={U1: ["messenger", "sms_officials", "loudspeaker_repeat"]},
+    )
+    ids = short_ids(stepped) - short_ids(plain)
+    assert "messenger:m1" in ids
+    assert not any(i.startswith("sms:") for i in ids)  # U1 has no officials in this table
+    assert stepped.repeats == {U1: 1}
+    assert [u.steps for u in stepped.units if u.code == U1] == [
+        ("messenger", "sms_officials", "loudspeaker_repeat")
+    ]
+    only = plan_alert(
+        rec,
+        DIRX,
+        policy,
+        PREFECTURE,
+        now=NOON,
+        geocode_names=GEOCODE_NAMES,
+        extra_steps={U1: ["messenger"]},
+        only_units={U1},
+        only_channels={MESSENGER},
+    )
+    assert short_ids(only) == {"messenger:m1"}
