@@ -1,0 +1,237 @@
+"""Simulator: village loudspeakers and screens speaking the real endpoint protocol.
+
+`EndpointClient` is also the reference client for device makers (docs/endpoint-protocol
+.md; `warngate endpoint-sim`): it long-polls its messages with a cursor, plays what
+says `play` unless a later entry cancelled or superseded it, posts a receipt for each,
+sends heartbeats, and reconnects with backoff. `Fleet` runs one client per endpoint of
+the directory, some offline, some flaky, some slow, some broken.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+import orjson
+
+from gateway.directory import Directory, Endpoint
+from gateway.models import Channel
+from gateway.sim.population import Population, Truth
+
+__all__ = ["DeviceBehaviour", "EndpointClient", "Fleet"]
+
+log = logging.getLogger("warngate.sim.devices")
+Played = Callable[["EndpointClient", dict[str, Any]], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class DeviceBehaviour:
+    offline: float = 0.05  # never connect
+    flaky: float = 0.1  # lose a third of their requests
+    slow: float = 0.1  # take a while to play
+    broken: float = 0.02  # fetch, but the speaker does not sound (receipt: failed)
+    slow_delay_s: tuple[float, float] = (5.0, 20.0)
+    heartbeat_s: float = 60.0
+    wait_s: float = 30.0
+
+
+@dataclass
+class EndpointClient:
+    session: aiohttp.ClientSession
+    base: str
+    endpoint: Endpoint
+    token: str
+    on_play: Played | None = None
+    flaky: float = 0.0
+    delay_s: float = 0.0
+    broken: bool = False
+    heartbeat_s: float = 60.0
+    wait_s: float = 30.0
+    rng: random.Random = field(default_factory=random.Random)
+    cursor: str | None = None
+    played: list[dict[str, Any]] = field(default_factory=list)
+    dropped: set[str] = field(default_factory=set)  # cancelled or superseded alert ids
+    _seen: set[tuple[str, str]] = field(default_factory=set)
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"}
+
+    def url(self, tail: str) -> str:
+        return f"{self.base.rstrip('/')}/api/v1/endpoints/{self.endpoint.id}/{tail}"
+
+    async def run(self, stop: asyncio.Event) -> None:
+        beat = asyncio.create_task(self._heartbeats(stop))
+        backoff = 1.0
+        try:
+            while not stop.is_set():
+                try:
+                    await self.poll(self.wait_s)
+                    backoff = 1.0
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    log.debug("%s: %s; reconnecting in %.0f s", self.endpoint.id, exc, backoff)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), backoff)
+                    backoff = min(backoff * 2, 60.0)
+        finally:
+            beat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beat
+
+    async def poll(self, wait_s: float) -> list[dict[str, Any]]:
+        """One long-poll: fetch changes after the cursor, act on each."""
+        if self.flaky and self.rng.random() < self.flaky:
+            raise aiohttp.ClientConnectionError("simulated lost connection")
+        params = {"wait": str(wait_s)}
+        if self.cursor:
+            params["since"] = self.cursor
+        timeout = aiohttp.ClientTimeout(total=wait_s + 15)
+        async with self.session.get(
+            self.url("messages"), params=params, headers=self.headers, timeout=timeout
+        ) as resp:
+            if resp.status == 401:
+                raise aiohttp.ClientResponseError(
+                    resp.request_info, (), status=401, message="device token refused"
+                )
+            resp.raise_for_status()
+            body = await resp.json()
+        messages: list[dict[str, Any]] = body["messages"]
+        for message in messages:
+            if message["action"] == "cancel" or message.get("supersedes"):
+                self.dropped |= set(message.get("supersedes", []))
+                if message["action"] == "cancel":
+                    self.dropped.add(message["id"])
+        self.cursor = body["cursor"]
+        for message in messages:
+            await self._act(message)
+        return messages
+
+    async def _act(self, message: dict[str, Any]) -> None:
+        key = (message["id"], message["seq"])
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        if self.delay_s:
+            await asyncio.sleep(self.delay_s)
+        if message["action"] == "play" and message["id"] in self.dropped:
+            return  # cancelled or superseded while we waited: never play it
+        if not message.get("content"):
+            return
+        ok = not self.broken
+        if ok:
+            self.played.append(message)
+            if self.on_play is not None:
+                await self.on_play(self, message)
+        status = "failed"
+        if ok:
+            status = "played" if self.endpoint.kind.value == "loudspeaker" else "displayed"
+        receipt = {"alert": message["id"], "status": status}
+        if not ok:
+            receipt["reason"] = "amplifier fault"
+        async with self.session.post(
+            self.url("receipts"), data=orjson.dumps(receipt), headers=self.headers
+        ) as resp:
+            await resp.read()
+
+    async def heartbeat(self) -> None:
+        beat = {"status": "fault" if self.broken else "ok", "volume": 80, "power": "mains"}
+        async with self.session.post(
+            self.url("heartbeat"), data=orjson.dumps(beat), headers=self.headers
+        ) as resp:
+            await resp.read()
+
+    async def _heartbeats(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            with contextlib.suppress(aiohttp.ClientError):
+                await self.heartbeat()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.heartbeat_s)
+
+
+class Fleet:
+    """Every endpoint of the directory as a simulated device."""
+
+    def __init__(
+        self,
+        directory: Directory,
+        population: Population,
+        truth: Truth,
+        behaviour: DeviceBehaviour,
+        token_of: Callable[[str], str],
+        *,
+        time_scale: float = 1.0,
+        seed: int = 13,
+        only: set[str] | None = None,
+    ) -> None:
+        self.directory = directory
+        self.population = population
+        self.truth = truth
+        self.behaviour = behaviour
+        self.token_of = token_of
+        self.time_scale = time_scale
+        self.rng = random.Random(seed)
+        self.only = only
+        self.clients: list[EndpointClient] = []
+        self.offline: list[str] = []
+        self._stop = asyncio.Event()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def _played(self, client: EndpointClient, message: dict[str, Any]) -> None:
+        span = self.population.span(Channel(client.endpoint.kind.value), client.endpoint.id)
+        if span is not None:
+            self.truth.add(message["id"], span)
+
+    async def start(self, session: aiohttp.ClientSession, base: str) -> None:
+        b = self.behaviour
+        for endpoint in sorted(self.directory.endpoints.values(), key=lambda e: e.id):
+            if self.only is not None and endpoint.id not in self.only:
+                continue
+            roll = self.rng.random()
+            if roll < b.offline:
+                self.offline.append(endpoint.id)
+                continue
+            slow = self.rng.random() < b.slow
+            client = EndpointClient(
+                session=session,
+                base=base,
+                endpoint=endpoint,
+                token=self.token_of(endpoint.id),
+                on_play=self._played,
+                flaky=(1 / 3) if self.rng.random() < b.flaky else 0.0,
+                delay_s=self.rng.uniform(*b.slow_delay_s) * self.time_scale if slow else 0.0,
+                broken=self.rng.random() < b.broken,
+                heartbeat_s=b.heartbeat_s,
+                wait_s=b.wait_s,
+                rng=random.Random(self.rng.random()),
+            )
+            self.clients.append(client)
+        self._tasks = [asyncio.create_task(c.run(self._stop)) for c in self.clients]
+
+    async def close(self) -> None:
+        self._stop.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def played_after_cancel(self) -> list[tuple[str, str]]:
+        """(endpoint, alert) where a device played a warning it had been told was dropped."""
+        out = []
+        for c in self.clients:
+            dropped_at: dict[str, int] = {}
+            for i, m in enumerate(c.played):
+                for gone in m.get("supersedes", []):
+                    dropped_at.setdefault(gone, i)
+                if m["action"] == "cancel":
+                    dropped_at.setdefault(m["id"], i)
+            for i, m in enumerate(c.played):
+                if m["action"] == "play" and dropped_at.get(m["id"], 10**9) < i:
+                    out.append((c.endpoint.id, m["id"]))
+        return out
