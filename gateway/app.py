@@ -18,7 +18,7 @@ from collections.abc import AsyncIterator, Callable
 
 import aiohttp
 from aiohttp import web
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 
 from gateway.api import all_routes, problem_middleware
 from gateway.callbacks import ReceiptDesk
@@ -55,14 +55,18 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
         embedded = EmbeddedRedis(settings.data_dir / "redis")
         url = await asyncio.to_thread(embedded.start)
         log.info("started embedded redis-server at %s (data in %s)", url, embedded.data_dir)
-    client = Redis.from_url(
+    # A blocking pool: thousands of devices may ask at once; they wait for a connection
+    # instead of failing when all are busy.
+    pool = BlockingConnectionPool.from_url(
         url,
         decode_responses=True,
         socket_connect_timeout=settings.redis.connect_timeout_s,
         socket_timeout=settings.redis.command_timeout_s,
         health_check_interval=30,
-        max_connections=256,
+        max_connections=settings.redis.max_connections,
+        timeout=settings.redis.command_timeout_s,
     )
+    client = Redis.from_pool(pool)  # closing the client closes the pool
     try:
         yield client
     finally:

@@ -80,6 +80,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
     p.add_argument("--data-dir", type=Path, default=None)
 
+    p = sub.add_parser("simulate", help="run a simulated county around a running gateway")
+    _config_arg(p)
+    p.add_argument("--gateway", default="http://127.0.0.1:8080", help="the gateway's base URL")
+    p.add_argument("--operator-key", default="wgdemo-changji-duty")
+    p.add_argument("--time-scale", type=float, default=1.0, help="multiply simulated delays")
+    p.add_argument("--offline", type=float, default=0.05, help="share of devices offline")
+    p.add_argument("--flaky", type=float, default=0.1, help="share of flaky devices")
+    p.add_argument("--sms-failure", type=float, default=0.0, help="share of SMS calls failing")
+    p.add_argument("--receipt-loss", type=float, default=0.05)
+    p.add_argument("--correlation", type=float, default=0.5)
+    p.add_argument("--report-every", type=float, default=15.0, help="seconds between reports")
+
+    p = sub.add_parser("endpoint-sim", help="a reference loudspeaker/screen client")
+    p.add_argument("--gateway", default="http://127.0.0.1:8080")
+    p.add_argument("--id", required=True, help="endpoint id (see endpoints.csv)")
+    p.add_argument("--token", default=None, help="device token (default: the demo token)")
+    p.add_argument("--config", type=Path, default=None)
+    p.add_argument("--wait", type=float, default=30.0)
+
     p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
     _server_args(p)
     return parser
@@ -103,6 +122,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_report(args))
         if args.command == "hash-key":
             return cmd_hash_key(args.key)
+        if args.command == "simulate":
+            from gateway.sim.cli import run_simulate
+
+            return asyncio.run(run_simulate(load_config(args.config), args))
+        if args.command == "endpoint-sim":
+            from gateway.sim.cli import run_endpoint
+
+            return asyncio.run(run_endpoint(load_config(args.config), args))
         if args.command == "demo":
             from gateway.demo import run_demo
 

@@ -487,6 +487,8 @@ class Workers:
             except asyncio.CancelledError:
                 raise
             except Exception:
+                if self.stop.is_set():
+                    return  # shutting down: Redis may already be gone
                 log.exception("worker loop failed; restarting it in 1 s")
                 await _sleep_or_stop(self.stop, 1.0)
 

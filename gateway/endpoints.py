@@ -32,12 +32,12 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from channels import DisplayAdapter, LoudspeakerAdapter
 from gateway.auth import hash_key
 from gateway.cap import field_errors
-from gateway.directory import Directory, Display, Endpoint
+from gateway.directory import Directory, Endpoint
 from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from gateway.metrics import Metrics
 from gateway.models import Channel
 from gateway.render import layout_lines
-from gateway.settings import EndpointSettings
+from gateway.settings import EndpointSettings, RenderSettings
 from gateway.store import ReceiptUpdate, Store, UnitEntry, now_ms, seq_key
 
 __all__ = ["EndpointHub", "present", "visible"]
@@ -46,12 +46,8 @@ log = logging.getLogger("warngate.endpoints")
 FLUSH_S = 0.2
 
 
-def _layout(text: str, chars_per_line: int, lines: int) -> list[str]:
-    return layout_lines(text, Display(chars_per_line=chars_per_line, lines=lines))
-
-
 LOUDSPEAKER = LoudspeakerAdapter()
-DISPLAY = DisplayAdapter(_layout)
+DISPLAY = DisplayAdapter(layout_lines, max_pages=RenderSettings().display_max_pages)
 
 
 def visible(entry: UnitEntry, endpoint: Endpoint) -> bool:

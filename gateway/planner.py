@@ -346,6 +346,12 @@ class Planner:
                     r = renders.by_key.get(key)
                     if r is not None:
                         entry[target].setdefault(e.channel.value, {})[lang] = _pull_message(r)
+        counts: dict[Channel, int] = {}
+        for e in plan.endpoints:
+            counts[e.channel] = counts.get(e.channel, 0) + 1
+        # Counted before publishing: devices fetch at once, and a `sent` receipt must
+        # never find its delivery not yet counted as queued.
+        await self.store.count_queued(record.id, {c.value: n for c, n in counts.items()})
         is_cancel = record.alert.msgType is MsgType.CANCEL
         chain = sorted(set(record.supersedes) | set(previous.supersedes if previous else []))
         for unit, parts in sorted(by_unit.items()):
@@ -375,10 +381,6 @@ class Planner:
             await self.store.publish(
                 unit, record.id, entry, remove=chain, require_active=not cancel_here
             )
-        counts: dict[Channel, int] = {}
-        for e in plan.endpoints:
-            counts[e.channel] = counts.get(e.channel, 0) + 1
-        await self.store.count_queued(record.id, {c.value: n for c, n in counts.items()})
 
     async def _enqueue(
         self, record: AlertRecord, plan: Plan, renders: _Renders, accepted_ms: int

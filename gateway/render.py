@@ -18,6 +18,7 @@ per channel × language × unit × kind, never per recipient.
 from __future__ import annotations
 
 import math
+import re
 import unicodedata
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -30,7 +31,7 @@ import yaml
 from gateway import codes
 from gateway.auth import Agency
 from gateway.codes import Tier
-from gateway.directory import Channel, Directory, Display
+from gateway.directory import Channel, Directory
 from gateway.errors import LimitExceeded, RenderError, TemplateMissing
 from gateway.hazards import HazardCatalogue
 from gateway.models import AlertRecord, Info, Level, Status
@@ -88,7 +89,7 @@ def speech_seconds(text: str, lang: str) -> float:
     return round(cjk / _CJK_PER_SECOND + words / _WORDS_PER_SECOND.get(lang, 2.2), 1)
 
 
-def layout_lines(text: str, display: Display) -> list[str]:
+def layout_lines(text: str, chars_per_line: int, max_lines: int) -> list[str]:
     """Wrap text for a screen of `chars_per_line` × `lines`; raise LimitExceeded.
 
     CJK text breaks between any two characters (not before closing punctuation);
@@ -96,7 +97,7 @@ def layout_lines(text: str, display: Display) -> list[str]:
     before suffixes. The text keeps its logical order: right-to-left and vertical
     scripts are laid out by the device.
     """
-    width = display.chars_per_line
+    width = chars_per_line
     out: list[str] = []
     for paragraph in text.split("\n"):
         paragraph = paragraph.strip()
@@ -117,12 +118,12 @@ def layout_lines(text: str, display: Display) -> list[str]:
                 line = line[width:]
         if line.strip():
             out.append(line.rstrip())
-    if len(out) > display.lines:
+    if len(out) > max_lines:
         raise LimitExceeded(
-            f"{len(out)} lines on a {display.lines}-line screen",
+            f"{len(out)} lines on a {max_lines}-line screen",
             limit="display-lines",
             measured=len(out),
-            allowed=display.lines,
+            allowed=max_lines,
         )
     return out
 
@@ -291,6 +292,8 @@ class Renderer:
                 )
             return replace(base, text=text, title=title)
         text = rtl + marker + text
+        if channel is Channel.DISPLAY:
+            self._check_screens(text, ctx.unit)
         if channel is Channel.MESSENGER and ctx.relay_code and ctx.relay_code not in text:
             label = strings.get("relay_code_label", "CODE")
             text = f"{text}\n{label}: {ctx.relay_code}"
@@ -305,6 +308,16 @@ class Renderer:
                 )
             return replace(base, text=text, encoding=encoding, segments=segments)
         return replace(base, text=text)
+
+    def _check_screens(self, text: str, unit: str) -> None:
+        """The text must fit every screen of the unit within the allowed pages."""
+        geometries = {
+            (e.display.chars_per_line, e.display.lines)
+            for e in self.directory.endpoints_by_unit.get(unit, [])
+            if e.display is not None
+        }
+        for chars, lines in sorted(geometries):
+            layout_lines(text, chars, lines * self.limits.display_max_pages)
 
     def _speech(
         self, text: str, strings: dict[str, Any], status: Status, base: Rendered
@@ -361,6 +374,7 @@ class Renderer:
             "instruction": info.instruction if info else None,
             "guidance": [] if short else self._guidance(record, lang, info),
             "groups": [self._group_name(g, lang) for g in requested_groups(record)],
+            "short": short,  # the defined shorter variant (a channel limit was exceeded)
             "relay_code": ctx.relay_code,
         }
 
@@ -404,8 +418,14 @@ class Renderer:
         return _name_in(g.names, lang) if g else group
 
 
+_SPACES = re.compile(r"[ \t]+")
+
+
 def _clean(text: str) -> str:
-    lines = [" ".join(line.split()) if line.strip() else "" for line in text.strip().split("\n")]
+    """Collapse runs of spaces and blank lines from template whitespace. Only ASCII
+    spaces and tabs: the narrow no-break space (U+202F) before a Mongolian suffix and
+    other Unicode spaces are part of the text."""
+    lines = [_SPACES.sub(" ", line).strip(" \t") for line in text.strip().split("\n")]
     out: list[str] = []
     for line in lines:
         if line or (out and out[-1]):

@@ -52,6 +52,8 @@ class RedisSettings(_Section):
     prefix: str = Field(default="wg", pattern=r"^[A-Za-z0-9_.-]{1,32}$")
     connect_timeout_s: float = Field(default=3.0, gt=0)
     command_timeout_s: float = Field(default=5.0, gt=0)
+    # Connections per process; requests beyond wait for a free one.
+    max_connections: int = Field(default=64, ge=8, le=10_000)
 
 
 class IngestSettings(_Section):
@@ -130,10 +132,14 @@ class EndpointSettings(_Section):
 class RenderSettings(_Section):
     """Channel limits checked after rendering (never silent truncation)."""
 
-    sms_max_segments: int = Field(default=4, ge=1, le=10)
+    # Uyghur, Kazakh and Mongolian texts with one guidance block need up to 8 UCS-2
+    # segments; fewer drop the guidance (the shorter variant) for those languages.
+    sms_max_segments: int = Field(default=8, ge=1, le=10)
     loudspeaker_repeats: int = Field(default=2, ge=1, le=5)
     loudspeaker_max_seconds: float = Field(default=240.0, gt=0)
     app_max_chars: int = Field(default=4000, ge=100)
+    # Screens page through longer texts; a text needing more pages is too long.
+    display_max_pages: int = Field(default=8, ge=1, le=20)
 
 
 def _default_templates() -> Path:

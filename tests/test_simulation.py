@@ -127,7 +127,7 @@ async def test_simulated_county_issue_update_cancel(
                 if d["planned"].get("loudspeaker")
                 else True
             )
-            return d["planned"] != {} and queued == 0 and pending == 0 and devices_done
+            return d["planning_done"] and queued == 0 and pending == 0 and devices_done
 
         await until(lambda: settled(first["id"]), 60)
         rep = await report(client, first["id"])

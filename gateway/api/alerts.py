@@ -12,6 +12,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from aiohttp import web
 
 from gateway.api.common import json_response, problem_response, read_body
@@ -173,6 +174,8 @@ async def deliveries(request: web.Request) -> web.Response:
             "id": record.id,
             "state": record.state.value,
             "planned": summary.get("counts", {}),
+            # False while the planner is still publishing and enqueuing this version.
+            "planning_done": await store.plan_done(record.id),
             "counts": counts,
             "outside": summary.get("outside", []),
             "unresolved": summary.get("unresolved", []),
@@ -183,6 +186,23 @@ async def deliveries(request: web.Request) -> web.Response:
             "dead_letters": await store.dead_letters(alert=record.id, count=50),
         }
     )
+
+
+@routes.get("/api/v1/alerts/{id}/messages")
+async def rendered_messages(request: web.Request) -> web.Response:
+    """The texts as rendered, per channel × unit × language × kind (what was sent)."""
+    record = await readable(request)
+    unit = request.query.get("unit")
+    channel = request.query.get("channel")
+    rows = await request.app[STORE].rendered(record.id, unit=unit)
+    out = []
+    for key, raw in rows.items():
+        ch, u, lang, kind = key.split("|")
+        if channel and ch != channel:
+            continue
+        m = orjson.loads(raw)
+        out.append({"channel": ch, "unit": u, "requested": lang, "kind": kind, **m})
+    return json_response({"id": record.id, "messages": out})
 
 
 @routes.get("/api/v1/dead-letters")

@@ -373,6 +373,20 @@ class DeliveryStore(StoreBase):
         values = await self.redis.hmget(self.keys.messages(alert), list(fields))
         return {f: v for f, v in zip(fields, values, strict=True) if v is not None}
 
+    async def rendered(
+        self, alert: str, *, unit: str | None = None, limit: int = 500
+    ) -> dict[str, str]:
+        """Rendered messages of an alert (`{channel}|{unit}|{lang}|{kind}` → JSON)."""
+        match = f"*|{unit}|*" if unit else "*"
+        out: dict[str, str] = {}
+        async for field_, value in self.redis.hscan_iter(
+            self.keys.messages(alert), match=match, count=1000
+        ):
+            out[field_] = value
+            if len(out) >= limit:
+                break
+        return dict(sorted(out.items()))
+
     async def enqueue(self, stream: str, batches: Sequence[Batch], chunk: int = 200) -> None:
         for i in range(0, len(batches), chunk):
             async with self.redis.pipeline(transaction=False) as pipe:

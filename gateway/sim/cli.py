@@ -1,0 +1,107 @@
+"""Simulator: the `warngate simulate` and `warngate endpoint-sim` commands."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from typing import Any
+
+import aiohttp
+
+from gateway.config import Config
+from gateway.samplegen import device_token
+from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
+from gateway.sim.fleet import EndpointClient
+
+__all__ = ["run_endpoint", "run_simulate"]
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
+
+
+async def run_simulate(config: Config, args: argparse.Namespace) -> int:
+    """Providers at the ports the configuration names, devices polling the gateway, and
+    every so often each live alert's coverage beside the ground truth."""
+    settings = SimSettings(
+        time_scale=args.time_scale,
+        correlation=args.correlation,
+        sms=ProviderBehaviour(failure_rate=args.sms_failure, receipt_loss=args.receipt_loss),
+        devices=DeviceBehaviour(offline=args.offline, flaky=args.flaky),
+    )
+    sim = Simulation(config, settings)
+    urls = await sim.start_providers(args.gateway, fixed_ports=True)
+    for name, url in urls.items():
+        print(f"provider {name}: {url}")
+    fleet = await sim.start_fleet(args.gateway)
+    print(f"{len(fleet.clients)} devices polling {args.gateway} ({len(fleet.offline)} offline)")
+    stop = _stop_on_signals()
+    headers = {"Authorization": f"Bearer {args.operator_key}"}
+    try:
+        async with aiohttp.ClientSession() as http:
+            while not stop.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), args.report_every)
+                await _report(http, args.gateway, headers, sim)
+    finally:
+        await sim.close()
+    return 0
+
+
+async def _report(
+    http: aiohttp.ClientSession, base: str, headers: dict[str, str], sim: Simulation
+) -> None:
+    try:
+        async with http.get(f"{base}/api/v1/alerts?limit=20", headers=headers) as resp:
+            alerts = (await resp.json())["alerts"]
+        for a in alerts:
+            if a["msgType"] == "Cancel":
+                continue
+            async with http.get(f"{base}/api/v1/alerts/{a['id']}/coverage", headers=headers) as r:
+                report: dict[str, Any] = await r.json()
+            if not report.get("planned"):
+                continue
+            cmp = sim.compare(report)
+            print(
+                f"{a['id']} {a['level']:<6} {a['state']:<9} gateway {cmp['gateway'] * 100:5.1f}%"
+                f"  truth {cmp['truth'] * 100:5.1f}%  error {cmp['error'] * 100:+5.1f} points"
+            )
+    except (aiohttp.ClientError, KeyError) as exc:
+        print(f"cannot read coverage from {base}: {exc}")
+
+
+async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
+    """One device: print what it plays (the reference client of the endpoint protocol)."""
+    endpoint = config.directory.endpoints.get(args.id)
+    if endpoint is None:
+        print(f"no endpoint {args.id!r} in the configuration")
+        return 2
+
+    async def show(client: EndpointClient, message: dict[str, Any]) -> None:
+        print(f"[{message['action']}] {message['id']} {message.get('level')} seq {message['seq']}")
+        for part in message.get("content", []):
+            if "pages" in part:
+                for page in part["pages"]:
+                    print(f"   ({part['language']}) " + " / ".join(page))
+            else:
+                print(f"   ({part['language']}, {part.get('seconds')} s) {part['text']}")
+
+    stop = _stop_on_signals()
+    async with aiohttp.ClientSession() as http:
+        client = EndpointClient(
+            session=http,
+            base=args.gateway,
+            endpoint=endpoint,
+            token=args.token or device_token(endpoint.id),
+            on_play=show,
+            wait_s=args.wait,
+        )
+        print(f"{endpoint.kind.value} {endpoint.id} of unit {endpoint.unit} polling {args.gateway}")
+        await client.run(stop)
+    return 0
