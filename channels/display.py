@@ -22,11 +22,12 @@ Layout = Callable[[str, int, int], list[str]]
 
 class DisplayAdapter:
     channel: ClassVar[Channel] = Channel.DISPLAY
-    # Screens page through messages longer than one screenful: at most this many pages.
-    max_pages: ClassVar[int] = 4
 
-    def __init__(self, layout: Layout) -> None:
+    def __init__(self, layout: Layout, max_pages: int = 4) -> None:
+        # Screens page through messages longer than one screenful, up to max_pages;
+        # the renderer has already refused texts that need more.
         self.layout = layout
+        self.max_pages = max_pages
 
     def present(
         self,
