@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any, ClassVar
 
 from channels.base import Message, PushAdapter, Recipient, SendResult, post_json
+from gateway.errors import PermanentError
 from gateway.models import Channel
 
 __all__ = ["AppPushAdapter"]
@@ -30,8 +31,15 @@ class AppPushAdapter(PushAdapter):
     max_body: ClassVar[int] = 4000
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> SendResult:
+        title = message.title or ""
+        if len(title) > self.max_title or len(message.text) > self.max_body:
+            raise PermanentError(
+                f"notification over the push limits ({len(title)}/{self.max_title} title,"
+                f" {len(message.text)}/{self.max_body} body characters)",
+                code="too-long",
+            )
         body = {
-            "notification": {"title": message.title or "", "body": message.text},
+            "notification": {"title": title, "body": message.text},
             "data": dict(message.data),
             "priority": "high",
             "tokens": [{"id": r.delivery_id, "token": r.address} for r in recipients],

@@ -13,13 +13,39 @@ it with each delivery receipt, which is how receipts find their delivery.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import ClassVar
 
 from channels.base import Message, PushAdapter, Recipient, SendResult, post_json
 from gateway.models import Channel
 
-__all__ = ["SmsAdapter"]
+__all__ = ["SmsAdapter", "is_gsm7", "sms_segments"]
+
+_GSM7_BASIC = frozenset(
+    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
+)
+_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
+
+
+def is_gsm7(text: str) -> bool:
+    """True when every character is in the GSM 03.38 alphabet (with its extension)."""
+    return all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text)
+
+
+def sms_segments(text: str) -> tuple[str, int, int]:
+    """(encoding, length in encoding units, segments) of an SMS.
+
+    GSM-7 when every character is in the GSM 03.38 alphabet (extension characters count
+    twice): 160 in one segment, 153 per segment when concatenated. Otherwise UCS-2
+    counted in UTF-16 units: 70 in one segment, 67 per segment when concatenated.
+    """
+    if is_gsm7(text):
+        units = len(text) + sum(1 for c in text if c in _GSM7_EXTENDED)
+        return "gsm7", units, 1 if units <= 160 else math.ceil(units / 153)
+    units = len(text.encode("utf-16-le")) // 2
+    return "ucs2", units, 1 if units <= 70 else math.ceil(units / 67)
 
 
 class SmsAdapter(PushAdapter):
@@ -34,7 +60,7 @@ class SmsAdapter(PushAdapter):
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> SendResult:
         body = {
             "text": message.text,
-            "encoding": "gsm7" if message.text.isascii() else "ucs2",
+            "encoding": "gsm7" if is_gsm7(message.text) else "ucs2",
             "recipients": [{"id": r.delivery_id, "to": r.address} for r in recipients],
         }
         answer = await post_json(

@@ -52,9 +52,14 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
     embedded: EmbeddedRedis | None = None
     url = settings.redis.url.get_secret_value() if settings.redis.url else None
     if url is None:
-        embedded = EmbeddedRedis(settings.data_dir / "redis")
-        url = await asyncio.to_thread(embedded.start)
-        log.info("started embedded redis-server at %s (data in %s)", url, embedded.data_dir)
+        data = settings.data_dir / "redis"
+        url = EmbeddedRedis.running(data)  # `serve` already runs it: share, never start twice
+        if url is None:
+            embedded = EmbeddedRedis(data)
+            url = await asyncio.to_thread(embedded.start)
+            log.info("started embedded redis-server at %s (data in %s)", url, data)
+        else:
+            log.info("using the embedded redis-server already running at %s", url)
     # A blocking pool: thousands of devices may ask at once; they wait for a connection
     # instead of failing when all are busy.
     pool = BlockingConnectionPool.from_url(
@@ -149,7 +154,10 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
-    hub = EndpointHub(app[STORE], config.directory, config.settings.endpoints, app[METRICS])
+    s = config.settings
+    hub = EndpointHub(
+        app[STORE], config.directory, s.endpoints, app[METRICS], s.render.display_max_pages
+    )
     app[HUB] = hub
     await hub.start()
     yield
@@ -176,14 +184,17 @@ async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _sweep_forever(app: web.Application) -> None:
-    store, metrics = app[STORE], app[METRICS]
-    every = app[CONFIG].settings.ingest.expiry_sweep_s
+    store, metrics, config = app[STORE], app[METRICS], app[CONFIG]
+    every = config.settings.ingest.expiry_sweep_s
+    planner = Planner(config, store, app[RENDERER], metrics, {})
     while True:
         try:
             expired = await store.sweep_expired()
             if expired:
                 metrics.alerts_expired.inc(len(expired))
                 log.info("expired: %s", ", ".join(expired))
+            for alert in expired:
+                await planner.expire(alert)  # devices up to date hear of it too
             metrics.live_alerts.set(await store.live_count())
         except Exception:
             log.exception("expiry sweep failed; retrying")

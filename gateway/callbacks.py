@@ -111,7 +111,7 @@ class ReceiptDesk:
             if state is None:
                 ignored.append({"id": row.id, "reason": f"unknown status {row.status!r}"})
                 continue
-            if len(parts) != 3 or Channel(parts[1]) not in _FAMILY_CHANNELS[family]:
+            if len(parts) != 3 or parts[1] not in {c.value for c in _FAMILY_CHANNELS[family]}:
                 ignored.append({"id": row.id, "reason": "not a delivery id of this channel"})
                 continue
             alert, channel, rid = parts
@@ -131,8 +131,6 @@ class ReceiptDesk:
             )
             self.metrics.receipts.labels(channel, name).inc(len(updates))
             age = max(0.0, (now_ms() - accepted) / 1000)
-            for u in updates:
-                self.metrics.deliveries.labels(channel, name, u.state).inc()
             confirmed = sum(1 for u in updates if DeliveryState(u.state) in CONFIRMED)
             self.metrics.latency.observe((channel, "delivered"), age, confirmed)
         return {"received": len(rows), "changed": changed, "ignored": ignored}

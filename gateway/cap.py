@@ -168,12 +168,14 @@ def decode_xml(body: bytes) -> tuple[dict[str, Any], list[CapNote]]:
         raise Unprocessable(
             f"root element is {root.tag!r}, expected a CAP 1.2 <alert>",
             code="not-cap",
+            title="Invalid alert",
             errors=[FieldError("alert", "root element must be <alert>")],
         )
     if ns != CAP_NS:
         raise Unprocessable(
             f"namespace {ns or '(none)'!r} is not CAP 1.2 ({CAP_NS})",
             code="not-cap",
+            title="Invalid alert",
             errors=[FieldError("alert", f"namespace must be {CAP_NS}")],
         )
     notes: list[CapNote] = []
@@ -261,7 +263,10 @@ def to_alert(data: dict[str, Any]) -> Alert:
         summary = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3])
         more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
         raise Unprocessable(
-            f"not a valid CAP 1.2 alert: {summary}{more}", code="invalid-cap", errors=errors
+            f"not a valid CAP 1.2 alert: {summary}{more}",
+            code="invalid-cap",
+            errors=errors,
+            title="Invalid alert",
         ) from None
 
 

@@ -136,6 +136,9 @@ def load_config(config_dir: Path | str | None = None, **overrides: Any) -> Confi
     dirx = _load_directory(directory, issues)
     policy = Policy.load(directory, dirx, issues.add)
     _check_jurisdictions(registry, dirx, issues)
+    if settings is not None:
+        _check_channels(settings, dirx, policy, issues)
+        _check_templates(settings, issues)
     if issues.items or settings is None:
         raise ConfigError(issues.items)
     return Config(settings, registry, catalogue, dirx, policy)
@@ -175,6 +178,32 @@ def _load_registry(directory: Path, catalogue: HazardCatalogue, issues: _Issues)
     if not agencies:
         issues.add(file, "agencies", "no agency is configured: nobody could post an alert")
     return Registry(agencies, operators)
+
+
+def _check_channels(settings: Settings, dirx: Directory, policy: Policy, issues: _Issues) -> None:
+    """Every push channel the policy uses needs a provider route, or its deliveries
+    would wait in their queue for ever."""
+    used: set[Channel] = set()
+    for unit in dirx.units or ["000000"]:
+        for channels in policy.for_unit(unit).channels.values():
+            used.update(channels)
+    for channel in sorted(used & _PUSH_CHANNELS):
+        if channel not in settings.channels:
+            issues.add(
+                "gateway.yaml",
+                f"channels.{channel.value}",
+                "the policy sends through this channel but no provider route is configured",
+            )
+
+
+def _check_templates(settings: Settings, issues: _Issues) -> None:
+    strings = settings.templates_dir / "strings"
+    if not (strings / "zh.yaml").is_file():
+        issues.add(
+            "gateway.yaml",
+            "templates_dir",
+            f"{settings.templates_dir} has no strings/zh.yaml (the fallback language)",
+        )
 
 
 def _check_jurisdictions(registry: Registry, dirx: Directory, issues: _Issues) -> None:

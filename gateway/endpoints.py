@@ -61,17 +61,19 @@ def visible(entry: UnitEntry, endpoint: Endpoint) -> bool:
     return endpoint.kind.value in (data.get("messages") or {}) or data.get("action") == "cancel"
 
 
-def present(entry: UnitEntry, endpoint: Endpoint, now: int) -> dict[str, Any]:
+def present(
+    entry: UnitEntry, endpoint: Endpoint, now: int, display: DisplayAdapter = DISPLAY
+) -> dict[str, Any]:
     """One state entry as the device sees it; expired warnings become cancellations."""
     d = entry.data
-    action, reason, messages = d["action"], None, d.get("messages") or {}
+    action, reason, messages = d["action"], d.get("reason"), d.get("messages") or {}
     if action == "play" and int(d.get("expires", 0)) <= now:
+        # The sweeper republishes expired warnings as cancellations; until it has, a
+        # read shows them as such anyway.
         action, reason, messages = "cancel", "expired", d.get("cancel_messages") or {}
-    elif action == "cancel":
-        reason = "cancelled" if d.get("kind") == "cancel" else "area-changed"
     channel_messages = messages.get(endpoint.kind.value, {})
     if endpoint.display is not None:
-        content = DISPLAY.present(
+        content = display.present(
             channel_messages,
             endpoint.languages,
             endpoint.display.chars_per_line,
@@ -90,6 +92,8 @@ def present(entry: UnitEntry, endpoint: Endpoint, now: int) -> dict[str, Any]:
         "status": d.get("status"),
         "expires": datetime.fromtimestamp(int(d.get("expires", 0)) / 1000, UTC).isoformat(),
         "supersedes": d.get("supersedes", []),
+        # Escalation: play it this many more times (the entry's seq changes each time).
+        "repeat": int(d.get("repeat", 0)),
         "content": content,
     }
 
@@ -129,8 +133,14 @@ class _Fetch:
 
 class EndpointHub:
     def __init__(
-        self, store: Store, directory: Directory, settings: EndpointSettings, metrics: Metrics
+        self,
+        store: Store,
+        directory: Directory,
+        settings: EndpointSettings,
+        metrics: Metrics,
+        display_pages: int = RenderSettings().display_max_pages,
     ) -> None:
+        self.display = DisplayAdapter(layout_lines, max_pages=display_pages)
         self.store = store
         self.directory = directory
         self.settings = settings
@@ -138,6 +148,7 @@ class EndpointHub:
         self._events: dict[str, asyncio.Event] = {}
         self._fetched: list[_Fetch] = []
         self._accepted_ms: dict[str, int] = {}
+        self._pull_units: dict[str, set[tuple[str, str]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.connected = 0
 
@@ -206,12 +217,15 @@ class EndpointHub:
         """(new cursor, entries changed after `since`) for one device."""
         entries = [e for e in await self.store.unit_entries(endpoint.unit) if visible(e, endpoint)]
         cursor = since if since is not None and seq_key(since) >= (0, 0) else None
+        latest = max((e.seq for e in entries), key=seq_key, default="0-0")
+        if cursor is not None and entries and seq_key(cursor) > seq_key(latest):
+            # Ahead of everything this unit has (a restored server, a device bug): the
+            # device gets the whole current state rather than waiting for a seq to pass.
+            cursor = None
         newer = [e for e in entries if cursor is None or seq_key(e.seq) > seq_key(cursor)]
         now = now_ms()
-        out = [present(e, endpoint, now) for e in newer]
-        best = max((e.seq for e in entries), key=seq_key, default=cursor or "0-0")
-        if cursor is not None and seq_key(cursor) > seq_key(best):
-            best = cursor
+        out = [present(e, endpoint, now, self.display) for e in newer]
+        best = latest if cursor is None or seq_key(latest) > seq_key(cursor) else cursor
         for e, shown in zip(newer, out, strict=True):
             if shown["reason"] != "expired":
                 self._fetched.append(_Fetch(e.alert, endpoint.kind.value, endpoint))
@@ -276,6 +290,15 @@ class EndpointHub:
             except Exception:
                 log.exception("writing endpoint receipts failed")
 
+    async def _published_to(self, alert: str, endpoint: Endpoint) -> bool:
+        units = self._pull_units.get(alert)
+        if units is None:
+            summary = await self.store.plan_summary(alert) or {}
+            units = self._pull_units[alert] = {
+                (ch, u) for ch, us in summary.get("pull_units", {}).items() for u in us
+            }
+        return (endpoint.kind.value, endpoint.unit) in units
+
     async def _accepted(self, alert: str) -> int | None:
         found = self._accepted_ms.get(alert)
         if found is None:
@@ -310,6 +333,12 @@ class EndpointHub:
             accepted = await self._accepted(r.alert)
             if accepted is None:
                 raise NotFound(f"no alert {r.alert!r}", code="alert-not-found")
+            if not await self._published_to(r.alert, endpoint):
+                raise Unprocessable(
+                    f"alert {r.alert} was not published to {endpoint.id}'s unit {endpoint.unit}",
+                    code="not-sent-to-device",
+                    title="Invalid receipt",
+                )
             update = ReceiptUpdate(
                 endpoint.id,
                 r.status,

@@ -169,7 +169,7 @@ class UnsupportedMediaType(ProblemError):
 class Unprocessable(ProblemError):
     status = 422
     default_code = "invalid"
-    title = "Invalid alert"
+    title = "Unprocessable content"
 
 
 @dataclass(frozen=True)

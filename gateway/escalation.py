@@ -87,21 +87,20 @@ def steps_for_prediction(
 ) -> list[str]:
     """Ladder steps to add from the start, in order, until the prediction meets the
     target (each step counted at its expected reach only if it is a channel)."""
-    have = {c.value for c in planned}
     if prediction.estimate >= target:
         return []
-    steps = []
-    for step in ladder:
-        if step in have:
-            continue
-        steps.append(step)
-        break  # one step up front; measurement decides whether more are needed
-    return steps
+    step = next_step(ladder, [], planned)
+    # One step up front; measurement at the deadline decides whether more are needed.
+    return [step] if step else []
 
 
 def next_step(ladder: Sequence[str], done: Iterable[str], planned: Iterable[Channel]) -> str | None:
-    """The first ladder step not yet taken (a channel already planned counts as taken)."""
-    taken = set(done) | {c.value for c in planned}
+    """The first ladder step not yet taken. A channel already planned counts as taken,
+    and so does `sms_officials` when SMS already goes to everyone (officials included)."""
+    have = {c.value for c in planned}
+    taken = set(done) | have
+    if Channel.SMS.value in have:
+        taken.add("sms_officials")
     for step in ladder:
         if step not in taken:
             return step

@@ -32,6 +32,7 @@ from gateway.models import (
     parse_circle,
     parse_polygon,
 )
+from gateway.plan import groups_of
 from gateway.store import AcceptOutcome, Store, alert_id
 
 __all__ = ["Accepted", "Ingestor", "alert_level", "area_codes", "content_hash"]
@@ -223,6 +224,17 @@ class Ingestor:
                             + ")",
                         )
                     )
+        known_groups = self.config.directory.groups
+        for name in groups_of(alert):
+            if known_groups and name not in known_groups:
+                errors.append(
+                    FieldError(
+                        "info.parameter",
+                        f"unknown population group {name!r} (groups.yaml has: "
+                        + ", ".join(sorted(known_groups))
+                        + ")",
+                    )
+                )
         if expiry and not errors and self._expires(alert) <= received:
             errors.append(FieldError("info.expires", "the alert has already expired"))
         if errors:
@@ -230,6 +242,7 @@ class Ingestor:
                 "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3]),
                 code="unacceptable-alert",
                 errors=errors,
+                title="Invalid alert",
             )
         return Checked(min(levels, key=lambda lv: lv.rank), hazards)
 
@@ -331,6 +344,7 @@ class Ingestor:
             raise Unprocessable(
                 "Cancel references no alert this gateway knows; nothing was changed",
                 code="nothing-to-cancel",
+                title="Nothing to cancel",
                 extra={"unknown_references": outcome.unknown_refs},
             )
         body: dict[str, Any] = {

@@ -178,6 +178,19 @@ class ProviderConfig(BaseModel):
     # Provider status words → receipt states, on top of the common defaults.
     statuses: dict[str, str] = {}
 
+    @field_validator("statuses")
+    @classmethod
+    def _known_states(cls, value: dict[str, str]) -> dict[str, str]:
+        from gateway.receipts import DeliveryState
+
+        known = {s.value for s in DeliveryState}
+        for word, state in value.items():
+            if state not in known:
+                raise ValueError(
+                    f"status {word!r} maps to {state!r}, not one of: {', '.join(sorted(known))}"
+                )
+        return value
+
 
 class AlertState(StrEnum):
     ACTIVE = "active"
@@ -321,10 +334,13 @@ class Reference(_Cap):
 
 
 def _parse_references(value: Any) -> Any:
+    """CAP text (`s,i,t s,i,t`), a JSON list of such triplets, or of objects."""
     if value is None:
         return []
     if isinstance(value, str):
         return [Reference.parse(part) for part in value.split()]
+    if isinstance(value, list):
+        return [Reference.parse(v) if isinstance(v, str) else v for v in value]
     return value
 
 

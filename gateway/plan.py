@@ -26,7 +26,15 @@ from gateway.directory import (
     circle_geometry,
     polygon_geometry,
 )
-from gateway.models import AlertRecord, Level, MsgType, Status, parse_circle, parse_polygon
+from gateway.models import (
+    Alert,
+    AlertRecord,
+    Level,
+    MsgType,
+    Status,
+    parse_circle,
+    parse_polygon,
+)
 from gateway.policy import Policy
 
 __all__ = [
@@ -152,8 +160,13 @@ class Plan:
 
 def requested_groups(record: AlertRecord) -> list[str]:
     """Population groups named by the alert's `groups` parameter (precise release)."""
+    return groups_of(record.alert)
+
+
+def groups_of(alert: Alert) -> list[str]:
+    """Group ids of the `groups` parameters of all info blocks (space or comma lists)."""
     found: list[str] = []
-    for info in record.alert.info:
+    for info in alert.info:
         for value in info.parameters(GROUPS_PARAMETER):
             for g in value.replace(",", " ").replace("，", " ").split():
                 if g not in found:

@@ -36,6 +36,9 @@ log = logging.getLogger("warngate.planner")
 KEEP_AFTER_EXPIRY_S = 30 * 24 * 3600
 
 
+EXPIRY = "expiry"  # message kind: a warning lifted because it reached its expiry
+
+
 def lane_of(level: Level | str) -> str:
     return "hi" if Level(level).high_priority else "lo"
 
@@ -176,6 +179,26 @@ class Planner:
         await self._enqueue(record, plan, renders, int(record.received.timestamp() * 1000))
         return plan.count()
 
+    async def expire(self, alert: str) -> int:
+        """An alert reached its expiry: its loudspeakers and screens are told, with the
+        lifting message rendered in advance (a new seq, so devices up to date see it)."""
+        summary = await self.store.plan_summary(alert) or {}
+        units = {u for us in summary.get("pull_units", {}).values() for u in us}
+        done = 0
+        for unit in sorted(units):
+            for entry in await self.store.unit_entries(unit):
+                if entry.alert != alert or entry.data.get("action") != "play":
+                    continue
+                data = {
+                    **entry.data,
+                    "action": "cancel",
+                    "reason": "expired",
+                    "messages": entry.data.get("cancel_messages", {}),
+                }
+                if await self.store.publish(unit, alert, data, require_active=False):
+                    done += 1
+        return done
+
     async def _repeat(self, record: AlertRecord, unit: str) -> int:
         """Loudspeakers of the unit play the current entry once more (a new seq)."""
         for entry in await self.store.unit_entries(unit):
@@ -247,18 +270,21 @@ class Planner:
     def _render_all(
         self, record: AlertRecord, plan: Plan, agency: Any, previous: AlertRecord | None
     ) -> _Renders:
-        wanted: set[tuple[Channel, str, str, Kind]] = set()
+        # (channel, unit, language, kind); kind EXPIRY is the lifting message rendered in
+        # advance for loudspeakers and screens, said when the warning reaches its expiry.
+        wanted: set[tuple[Channel, str, str, str]] = set()
         for g in plan.push:
-            wanted.add((g.channel, g.unit, g.language, g.kind))
+            wanted.add((g.channel, g.unit, g.language, g.kind.value))
         for e in plan.endpoints:
             for lang in e.endpoint.languages:
-                wanted.add((e.channel, e.endpoint.unit, lang, e.kind))
-                if e.kind is not Kind.CANCEL:  # ready for expiry or a lost cancellation
-                    wanted.add((e.channel, e.endpoint.unit, lang, Kind.CANCEL))
+                wanted.add((e.channel, e.endpoint.unit, lang, e.kind.value))
+                if e.kind is not Kind.CANCEL:
+                    wanted.add((e.channel, e.endpoint.unit, lang, EXPIRY))
         out = _Renders()
         policy = self.config.policy
         secret = self.config.settings.secret.get_secret_value()
-        for channel, unit, lang, kind in sorted(wanted):
+        for channel, unit, lang, kind_s in sorted(wanted):
+            kind = Kind.CANCEL if kind_s == EXPIRY else Kind(kind_s)
             prev_level = previous.level if previous else None
             if kind is Kind.CANCEL and prev_level is None:
                 prev_level = record.level
@@ -266,8 +292,9 @@ class Planner:
             if code is not None:
                 out.relay_codes[code] = f"{record.id}|{unit}"
             tz = policy.for_unit(unit).tz()
-            ctx = Context(record, kind, unit, agency, prev_level, tz, relay_code=code)
-            key = message_field(channel, unit, lang, kind)
+            at = record.expires if kind_s == EXPIRY else None
+            ctx = Context(record, kind, unit, agency, prev_level, tz, relay_code=code, at=at)
+            key = message_field(channel, unit, lang, kind_s)
             try:
                 rendered = self.renderer.render(channel, lang, ctx)
             except RenderError as exc:
@@ -339,9 +366,9 @@ class Planner:
         by_unit: dict[str, dict[str, Any]] = {}
         for e in plan.endpoints:
             unit = e.endpoint.unit
-            entry = by_unit.setdefault(unit, {"kind": e.kind.value, "messages": {}, "cancel": {}})
+            entry = by_unit.setdefault(unit, {"kind": e.kind.value, "messages": {}, "expiry": {}})
             for lang in e.endpoint.languages:
-                for kind, target in ((e.kind, "messages"), (Kind.CANCEL, "cancel")):
+                for kind, target in ((e.kind.value, "messages"), (EXPIRY, "expiry")):
                     key = message_field(e.channel, unit, lang, kind)
                     r = renders.by_key.get(key)
                     if r is not None:
@@ -357,9 +384,13 @@ class Planner:
         for unit, parts in sorted(by_unit.items()):
             rules = self.config.policy.for_unit(unit)
             cancel_here = is_cancel or parts["kind"] == Kind.CANCEL.value
+            reason = None
+            if cancel_here:
+                reason = "cancelled" if is_cancel else "area-changed"
             entry = {
                 "id": record.id,
                 "action": "cancel" if cancel_here else "play",
+                "reason": reason,
                 "kind": parts["kind"],
                 "level": record.level.value,
                 "hazard": record.hazards[0],
@@ -368,8 +399,8 @@ class Planner:
                 "groups": plan.groups,
                 "expires": int(record.expires.timestamp() * 1000),
                 "supersedes": chain,
-                "messages": parts["cancel"] if cancel_here else parts["messages"],
-                "cancel_messages": parts["cancel"],
+                "messages": parts["messages"],
+                "cancel_messages": parts["expiry"],
                 "repeat": plan.repeats.get(unit, 0),
             }
             if merge:  # an escalation adds a channel to the entry the unit already has

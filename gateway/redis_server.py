@@ -64,6 +64,21 @@ class EmbeddedRedis:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    STATE_FILE = "server.port"
+
+    @classmethod
+    def running(cls, data_dir: Path) -> str | None:
+        """The URL of a server another process started on this data directory, if it
+        still answers: two servers must never write one append-only file."""
+        state = Path(data_dir) / cls.STATE_FILE
+        try:
+            port = int(state.read_text().strip())
+        except (OSError, ValueError):
+            return None
+        probe = cls.__new__(cls)
+        probe.port = port
+        return probe.url if probe._ping() else None
+
     def start(self, timeout: float = 10.0) -> str:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         args = [
@@ -97,6 +112,7 @@ class EmbeddedRedis:
                 tail = log.read_text()[-2000:] if log.exists() else ""
                 raise RuntimeError(f"redis-server exited at start: {err}{tail}")
             if self._ping():
+                (self.data_dir / self.STATE_FILE).write_text(str(self.port))
                 return self.url
             time.sleep(0.02)
         self.stop()
@@ -114,6 +130,8 @@ class EmbeddedRedis:
         proc, self.process = self.process, None
         if proc is None or proc.poll() is not None:
             return
+        with contextlib.suppress(OSError):
+            (self.data_dir / self.STATE_FILE).unlink()
         proc.terminate()  # SIGTERM: redis flushes the AOF and exits
         try:
             proc.wait(timeout)

@@ -17,7 +17,6 @@ per channel × language × unit × kind, never per recipient.
 
 from __future__ import annotations
 
-import math
 import re
 import unicodedata
 from dataclasses import dataclass, field, replace
@@ -28,6 +27,7 @@ from typing import Any
 import jinja2
 import yaml
 
+from channels.sms import sms_segments
 from gateway import codes
 from gateway.auth import Agency
 from gateway.codes import Tier
@@ -52,30 +52,11 @@ FALLBACK_LANGUAGE = "zh"
 RLM = "\u200f"
 NNBSP = "\u202f"
 
-_GSM7_BASIC = frozenset(
-    "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?¡ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-    "ÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà"
-)
-_GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 # Speaking pace of a village broadcast: Chinese characters per second, words per second.
 _CJK_PER_SECOND = 4.0
 _WORDS_PER_SECOND = {"ug": 2.0, "kk": 2.0, "mn": 1.8, "en": 2.3}
 # Characters that should not begin a line on a screen (kinsoku).
 _NO_LINE_START = frozenset("，。！？、；：）》」』】,.!?;:)]}%")
-
-
-def sms_segments(text: str) -> tuple[str, int, int]:
-    """(encoding, length in encoding units, segments) of an SMS.
-
-    GSM-7 when every character is in the GSM 03.38 alphabet (extension characters count
-    twice): 160 in one segment, 153 per segment when concatenated. Otherwise UCS-2
-    counted in UTF-16 units: 70 in one segment, 67 per segment when concatenated.
-    """
-    if all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text):
-        units = len(text) + sum(1 for c in text if c in _GSM7_EXTENDED)
-        return "gsm7", units, 1 if units <= 160 else math.ceil(units / 153)
-    units = len(text.encode("utf-16-le")) // 2
-    return "ucs2", units, 1 if units <= 70 else math.ceil(units / 67)
 
 
 def _is_cjk(c: str) -> bool:
@@ -179,6 +160,7 @@ class Context:
     previous_level: Level | None = None
     tz: timezone = timezone(timedelta(hours=8))
     relay_code: str | None = None  # messenger tasks: the code to acknowledge with
+    at: datetime | None = None  # the time the message speaks of, if not the alert's sent
 
 
 class Renderer:
@@ -283,6 +265,13 @@ class Renderer:
             title, _, body = text.partition("\n")
             title = rtl + marker + title.strip()
             text = rtl + marker + body.strip()
+            if len(title) > self.limits.app_max_title:
+                raise LimitExceeded(
+                    "app title too long",
+                    limit="app-title",
+                    measured=len(title),
+                    allowed=self.limits.app_max_title,
+                )
             if len(title) + len(text) > self.limits.app_max_chars:
                 raise LimitExceeded(
                     "app message too long",
@@ -367,7 +356,7 @@ class Renderer:
             "unit_name": self._label(ctx.unit, lang),
             "county_name": self._county(ctx.unit, lang),
             "sender_name": _name_in(ctx.agency.name, lang),
-            "issued_at": _when(record.alert.sent, ctx.tz, fmt),
+            "issued_at": _when(ctx.at or record.alert.sent, ctx.tz, fmt),
             "expires_at": _when(record.expires, ctx.tz, fmt),
             "headline_text": info.headline if info else None,
             "description": None if short or not info else info.description,

@@ -147,10 +147,11 @@ async def alert_report(
         "by_language": current.by_language,
         "by_group": current.by_group,
         "outside": summary.get("outside", []),
+        # Deadline checks that took a step, or found the unit short with its ladder used up.
         "escalations": [
-            {"unit": u, **e}
+            {"unit": u, **e, **({} if e.get("step") else {"note": "escalation ladder used up"})}
             for u, e in sorted((await store.escalations(record.id)).items())
-            if e.get("step")
+            if e.get("step") or e.get("coverage", 1.0) < e.get("target", 0.0)
         ],
     }
 

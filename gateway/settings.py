@@ -138,6 +138,7 @@ class RenderSettings(_Section):
     loudspeaker_repeats: int = Field(default=2, ge=1, le=5)
     loudspeaker_max_seconds: float = Field(default=240.0, gt=0)
     app_max_chars: int = Field(default=4000, ge=100)
+    app_max_title: int = Field(default=120, ge=10)
     # Screens page through longer texts; a text needing more pages is too long.
     display_max_pages: int = Field(default=8, ge=1, le=20)
 

@@ -4,6 +4,7 @@ cancellation after reconnect, receipts, heartbeats, tokens."""
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta, timezone
 from typing import Any
 
 import aiohttp
@@ -304,3 +305,52 @@ def test_an_expired_warning_is_presented_as_a_cancellation() -> None:
     assert [c["text"] for c in shown["content"]] == ["LIFTED"]
     live = UnitEntry("a1", "5-0", {**entry.data, "expires": now_ms() + 60_000})
     assert present(live, endpoint, now_ms())["content"][0]["text"] == "PLAY"
+
+
+async def test_expiry_reaches_a_device_that_is_up_to_date(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    first = await poll(gateway, SPEAKER)
+    assert await gateway.workers.planner.expire(body["id"]) == 1
+    got = await poll(gateway, SPEAKER, since=first["cursor"])
+    [msg] = got["messages"]
+    assert (msg["id"], msg["action"], msg["reason"]) == (body["id"], "cancel", "expired")
+    lifted = msg["content"][0]["text"]
+    record = await gateway.store.get_alert(body["id"])
+    assert record is not None
+    expires = record.expires.astimezone(timezone(timedelta(hours=8)))
+    assert f"{expires.hour:02d}:{expires.minute:02d}" in lifted  # lifted at its expiry
+
+
+async def test_units_left_out_of_an_update_hear_it_no_longer_applies(gateway: Gateway) -> None:
+    other = "652301001002"
+    original = A.alert(geocodes=[UNIT, other])
+    await gateway.post(original)
+    await gateway.plan_all()
+    speaker = next(e.id for e in gateway.config.directory.endpoints_by_unit[other])
+    cursor = (await poll(gateway, speaker))["cursor"]
+    await gateway.post(A.alert(msg_type="Update", references=[original], geocodes=[UNIT]))
+    await gateway.plan_all()
+    [msg] = (await poll(gateway, speaker, since=cursor))["messages"]
+    assert (msg["action"], msg["reason"]) == ("cancel", "area-changed")
+    [kept] = (await poll(gateway, SPEAKER))["messages"]
+    assert (kept["action"], kept["kind"]) == ("play", "update")
+
+
+async def test_a_cursor_ahead_of_the_unit_gets_the_whole_state(gateway: Gateway) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    got = await poll(gateway, SPEAKER, since="99999999999999-0")
+    assert [m["id"] for m in got["messages"]] == [body["id"]]
+
+
+async def test_receipts_only_for_alerts_sent_to_the_devices_unit(gateway: Gateway) -> None:
+    elsewhere = await gateway.post(A.alert(geocodes=["652301001002"]))
+    await gateway.plan_all()
+    resp = await gateway.client.post(
+        f"/api/v1/endpoints/{SPEAKER}/receipts",
+        data=orjson.dumps({"alert": elsewhere["id"], "status": "played"}),
+        headers=device(SPEAKER),
+    )
+    body = await problem(resp, 422, "not-sent-to-device")
+    assert body["title"] == "Invalid receipt"

@@ -60,22 +60,26 @@ async def test_units_predicted_short_get_the_first_step_up_front(gateway: Gatewa
     assert sorted(i.rsplit(":", 1)[1] for c in tasks for i in c.ids) == sorted(messengers.ids)
 
 
+YELLOW = {"level": "yellow", "severity": "Moderate"}  # no messengers; deadline 30 min
+
+
 async def test_unit_below_target_at_its_deadline_escalates_once(gateway: Gateway) -> None:
-    body = await gateway.post(A.alert(geocodes=[UNIT]))  # red: deadline 10 minutes
+    body = await gateway.post(A.alert(geocodes=[UNIT], **YELLOW))
     await gateway.run()
     summary = await gateway.store.plan_summary(body["id"])
     assert summary is not None
     accepted = summary["accepted_ms"]
     mon = monitor(gateway)
-    assert await mon.tick(now=accepted + 9 * 60_000) == []  # before the deadline: nothing
-    taken = await mon.tick(now=accepted + 10 * 60_000 + 1)
+    assert await mon.tick(now=accepted + 29 * 60_000) == []  # before the deadline: nothing
+    taken = await mon.tick(now=accepted + 30 * 60_000 + 1)
     done_up_front = summary.get("steps", {}).get(UNIT, [])
     [step] = taken
     assert step["unit"] == UNIT
     assert step["coverage"] == 0.0
-    assert step["step"] not in done_up_front
-    assert step["step"] in ("loudspeaker_repeat", "sms_officials")
-    assert await mon.tick(now=accepted + 11 * 60_000) == []  # once only
+    # Ladder: messenger, loudspeaker_repeat, sms_officials (taken: SMS goes to everyone).
+    assert done_up_front == ["messenger"]
+    assert step["step"] == "loudspeaker_repeat"
+    assert await mon.tick(now=accepted + 31 * 60_000) == []  # once only
     audit = [f for _, f in await gateway.store.redis.xrange(gateway.store.keys.audit)]
     escalated = [a for a in audit if a.get("event") == "escalated"]
     assert [(a["unit"], a["step"]) for a in escalated] == [(UNIT, step["step"])]
@@ -88,11 +92,11 @@ async def test_unit_below_target_at_its_deadline_escalates_once(gateway: Gateway
 
 
 async def test_a_second_gateway_process_does_not_escalate_again(gateway: Gateway) -> None:
-    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    body = await gateway.post(A.alert(geocodes=[UNIT], **YELLOW))
     await gateway.run()
     summary = await gateway.store.plan_summary(body["id"])
     assert summary is not None
-    late = summary["accepted_ms"] + 20 * 60_000
+    late = summary["accepted_ms"] + 40 * 60_000
     other = build_workers(gateway.app, "other-process")
     first = await monitor(gateway).tick(now=late)
     second = await Monitor(gateway.config, gateway.app[STORE], other.planner, other.metrics).tick(
@@ -100,6 +104,20 @@ async def test_a_second_gateway_process_does_not_escalate_again(gateway: Gateway
     )
     assert len(first) == 1
     assert second == []
+
+
+async def test_a_unit_whose_ladder_is_used_up_is_recorded_without_a_step(
+    gateway: Gateway,
+) -> None:
+    body = await gateway.post(A.alert(geocodes=[UNIT]))  # red: messengers and SMS planned
+    await gateway.run()
+    summary = await gateway.store.plan_summary(body["id"])
+    assert summary is not None
+    assert summary["steps"] == {UNIT: ["loudspeaker_repeat"]}  # predicted short
+    assert await monitor(gateway).tick(now=summary["accepted_ms"] + 11 * 60_000) == []
+    esc = await gateway.store.escalations(body["id"])
+    assert esc[UNIT]["step"] is None
+    assert esc[UNIT]["coverage"] < esc[UNIT]["target"]
 
 
 async def test_unit_meeting_its_target_is_not_escalated(gateway: Gateway) -> None:

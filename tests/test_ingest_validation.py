@@ -294,3 +294,14 @@ async def test_random_mutations_never_cause_a_5xx(client: Client, data: dict[str
         ALERTS, data=orjson.dumps(data).replace(b"{", b"<", 1), headers=A.xml_headers()
     )
     assert xml_resp.status == 400
+
+
+async def test_unknown_population_groups_are_refused(client: Client) -> None:
+    data = A.alert()
+    data["info"][0]["parameter"].append({"valueName": "groups", "value": "schools, unicorns"})
+    body = await problem(await post_json(client, data), 422, "unacceptable-alert")
+    assert any("unicorns" in e["msg"] for e in body["errors"])
+    assert body["title"] == "Invalid alert"
+    ok = A.alert()
+    ok["info"][0]["parameter"].append({"valueName": "groups", "value": "schools herders"})
+    assert (await post_json(client, ok)).status == 202

@@ -210,3 +210,24 @@ async def test_health_ready_and_metrics(client: Client) -> None:
     )
     assert 'warngate_ingest_seconds_count{outcome="accepted"} 1.0' in text
     assert 'warngate_alerts_received_total{agency="changji-met"} 1.0' in text
+
+
+async def test_duty_desks_read_alerts_of_overlapping_jurisdictions_only(client: Client) -> None:
+    body = await accepted(client, A.alert())  # Changji prefecture bureau
+    changji_desk = await client.get(f"{ALERTS}/{body['id']}", headers=A.auth(A.OPERATOR))
+    assert changji_desk.status == 200
+    kangbashi_desk = await client.get(
+        f"{ALERTS}/{body['id']}", headers=A.auth("wgdemo-kangbashi-duty")
+    )
+    await problem(kangbashi_desk, 404, "alert-not-found")
+    listed = await (await client.get(ALERTS, headers=A.auth("wgdemo-kangbashi-duty"))).json()
+    assert body["id"] not in [a["id"] for a in listed["alerts"]]
+
+
+async def test_references_may_be_a_json_list(client: Client) -> None:
+    first = A.alert()
+    a = await accepted(client, first)
+    update = A.alert(msg_type="Update")
+    update["references"] = [A.ref_of(first)]
+    b = await accepted(client, update)
+    assert b["supersedes"] == [a["id"]]

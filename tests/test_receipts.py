@@ -236,3 +236,12 @@ async def test_messenger_sms_reply_is_an_acknowledgement(gateway: Gateway) -> No
         headers=headers,
     )
     await problem(bad, 422, "invalid-relay")
+
+
+async def test_an_unknown_channel_in_a_receipt_id_is_ignored_not_a_crash(
+    gateway: Gateway,
+) -> None:
+    alert, _ = await sent_alert(gateway)
+    resp = await callback(gateway, [{"id": f"{alert}:pigeon:r1", "status": "DELIVRD"}])
+    assert resp.status == 200
+    assert (await resp.json())["ignored"][0]["reason"] == "not a delivery id of this channel"

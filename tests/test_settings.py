@@ -109,3 +109,27 @@ def test_invalid_division_tree_is_reported(tmp_path: Path) -> None:
     assert "divisions[652301002001].parent: parent 652301002 is not listed" in text
     assert "divisions[652302001001]: code is outside its parent 652301001" in text
     assert "no agency is configured" in text
+
+
+def test_a_second_process_shares_the_embedded_redis(tmp_path: Path) -> None:
+    from gateway.redis_server import EmbeddedRedis
+
+    assert EmbeddedRedis.running(tmp_path) is None
+    with EmbeddedRedis(tmp_path, persistent=True) as first:
+        assert EmbeddedRedis.running(tmp_path) == first.url
+    assert EmbeddedRedis.running(tmp_path) is None  # stopped: the marker is gone
+
+
+def test_provider_status_tables_and_channel_routes_are_checked(tmp_path: Path) -> None:
+    for name, old, new, expected in [
+        ("statuses", "EXPIRED: expired}", "EXPIRED: gone}", "maps to 'gone'"),
+        ("route", "  app: {primary: push}\n", "", "channels.app: the policy sends through"),
+    ]:
+        broken = tmp_path / name
+        shutil.copytree(SAMPLE_CONFIG, broken)
+        text = (broken / "gateway.yaml").read_text()
+        assert old in text
+        (broken / "gateway.yaml").write_text(text.replace(old, new))
+        with pytest.raises(ConfigError) as info:
+            load_config(broken)
+        assert expected in str(info.value)

@@ -15,8 +15,9 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from gateway import codes
 from gateway.api.common import json_response, problem_response, read_body
-from gateway.auth import Agency, Principal
+from gateway.auth import Agency, Principal, Registry
 from gateway.errors import BadRequest, NotFound, ProblemError
 from gateway.ingest import links
 from gateway.keys import CONFIG, INGESTOR, METRICS, STORE
@@ -33,9 +34,20 @@ def principal_of(request: web.Request) -> Principal:
     return request.app[CONFIG].registry.authenticate(request.headers.get("Authorization"))
 
 
-def may_read(principal: Principal, record: AlertRecord) -> bool:
-    """Agencies read their own alerts; duty operators read every alert."""
-    return not isinstance(principal, Agency) or record.agency == principal.id
+def may_read(principal: Principal, record: AlertRecord, registry: Registry) -> bool:
+    """Agencies read their own alerts; a duty desk reads the alerts of agencies whose
+    jurisdiction overlaps its own (a prefecture desk sees its counties' bureaus, and a
+    county desk its prefecture's)."""
+    if isinstance(principal, Agency):
+        return record.agency == principal.id
+    agency = registry.agencies.get(record.agency)
+    if agency is None:
+        return False
+    return any(
+        codes.covers(o, a) or codes.covers(a, o)
+        for o in principal.jurisdiction
+        for a in agency.jurisdiction
+    )
 
 
 def summary(record: AlertRecord) -> dict[str, Any]:
@@ -111,7 +123,9 @@ async def list_alerts(request: web.Request) -> web.Response:
     except ValueError:
         raise BadRequest("limit must be a whole number", code="bad-query") from None
     agency = principal.id if isinstance(principal, Agency) else request.query.get("agency")
+    registry = request.app[CONFIG].registry
     records = await request.app[STORE].list_alerts(state=state, agency=agency, limit=limit)
+    records = [r for r in records if may_read(principal, r, registry)]
     return json_response({"alerts": [summary(r) for r in records]})
 
 
@@ -213,7 +227,7 @@ async def dead_letters(request: web.Request) -> web.Response:
         if alert is None:
             raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
         record = await request.app[STORE].get_alert(alert)
-        if record is None or not may_read(principal, record):
+        if record is None or not may_read(principal, record, request.app[CONFIG].registry):
             raise NotFound(f"no alert {alert!r}", code="alert-not-found")
     return json_response({"dead_letters": await request.app[STORE].dead_letters(alert=alert)})
 
@@ -221,7 +235,7 @@ async def dead_letters(request: web.Request) -> web.Response:
 async def readable(request: web.Request) -> AlertRecord:
     principal = principal_of(request)
     record = await request.app[STORE].get_alert(request.match_info["id"])
-    if record is None or not may_read(principal, record):
+    if record is None or not may_read(principal, record, request.app[CONFIG].registry):
         raise NotFound(f"no alert {request.match_info['id']!r}", code="alert-not-found")
     return record
 
