@@ -27,7 +27,7 @@ from gateway.dispatch import Sender, Workers, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
 from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
-from gateway.metrics import Metrics
+from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.monitor import Monitor
 from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
@@ -80,8 +80,18 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
             await asyncio.to_thread(embedded.stop)
 
 
+async def _metrics(request: web.Request) -> web.Response:
+    resp = web.Response(body=request.app[METRICS].render())
+    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
+    return resp
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
 def create_app(
-    config: Config, *, background: bool = True, workers: int | None = None
+    config: Config, *, background: bool = True, workers: int | None = None, routes: bool = True
 ) -> web.Application:
     """The gateway as an aiohttp application.
 
@@ -102,21 +112,34 @@ def create_app(
         app.cleanup_ctx.append(_sweeper_ctx)
         if n_workers > 0:
             app.cleanup_ctx.append(_workers_ctx(n_workers))
-    app.add_routes(all_routes())
+    if routes:
+        app.add_routes(all_routes())
     return app
 
 
-async def run_workers(config: Config, *, planners: int | None = None) -> None:
-    """`warngate worker`: the app's resources and worker loops, no HTTP listener,
-    until SIGINT or SIGTERM."""
+async def run_workers(
+    config: Config,
+    *,
+    planners: int | None = None,
+    metrics_host: str = "127.0.0.1",
+    metrics_port: int | None = None,
+) -> None:
+    """`warngate worker`: the app's resources and worker loops until SIGINT or SIGTERM.
+    The alert API is not served; with `metrics_port`, /metrics and /healthz are, so
+    Prometheus sees the workers' sends, retries and breakers."""
     n = planners if planners is not None else max(config.settings.dispatch.workers, 1)
-    app = create_app(config, workers=n)
+    app = create_app(config, workers=n, routes=False)
+    if metrics_port is not None:
+        app.router.add_get("/metrics", _metrics)
+        app.router.add_get("/healthz", _healthz)
     runner = web.AppRunner(app, handle_signals=False)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     await runner.setup()
+    if metrics_port is not None:
+        await web.TCPSite(runner, metrics_host, metrics_port).start()
     log.info("worker %s running", app[WORKERS].consumer)
     try:
         await stop.wait()

@@ -55,6 +55,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_arg(p)
     p.add_argument("--planners", type=int, default=None, help="planning loops (default 1)")
     p.add_argument("--data-dir", type=Path, default=None)
+    p.add_argument("--metrics-port", type=int, default=None, help="serve /metrics here")
+    p.add_argument("--metrics-host", default="127.0.0.1")
 
     p = sub.add_parser("check-config", help="validate a configuration directory")
     p.add_argument("directory", type=Path, nargs="?", default=None)
@@ -164,7 +166,14 @@ def cmd_worker(args: argparse.Namespace) -> int:
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
     config = load_config(args.config, **overrides)
     logging.getLogger().setLevel(config.settings.log_level)
-    asyncio.run(run_workers(config, planners=args.planners))
+    asyncio.run(
+        run_workers(
+            config,
+            planners=args.planners,
+            metrics_host=args.metrics_host,
+            metrics_port=args.metrics_port,
+        )
+    )
     return 0
 
 
