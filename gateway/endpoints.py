@@ -155,9 +155,8 @@ class EndpointHub:
     # -- lifecycle ---------------------------------------------------------------------
 
     async def start(self) -> None:
-        last = await self.store.last_unit_event()
         self._tasks = [
-            asyncio.create_task(self._tail(last), name="unit-state-tail"),
+            asyncio.create_task(self._tail(), name="unit-state-tail"),
             asyncio.create_task(self._flush_forever(), name="endpoint-receipts"),
         ]
 
@@ -171,9 +170,12 @@ class EndpointHub:
         for event in self._events.values():
             event.set()
 
-    async def _tail(self, last: str) -> None:
+    async def _tail(self) -> None:
+        last: str | None = None  # Redis may be down at start: the loop waits for it
         while True:
             try:
+                if last is None:
+                    last = await self.store.last_unit_event()
                 rows = await self.store.unit_events_after(last, block_ms=1000)
             except asyncio.CancelledError:
                 raise

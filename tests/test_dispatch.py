@@ -357,3 +357,26 @@ async def test_unknown_alert_batches_and_bad_ids_do_not_break_workers(
     body: dict[str, Any] = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.run()
     assert (await gateway.deliveries(body["id"]))["counts"]["sms"]["sent"] > 0
+
+
+async def test_provider_rate_is_one_bucket_shared_by_all_workers(gateway: Gateway) -> None:
+    store = gateway.store
+    t = 1_000_000
+    # 10 messages a second, bursts of 10: two workers drawing on the same bucket.
+    assert await store.take_tokens("p", 6, 10, 10, now=t) == 0
+    assert await store.take_tokens("p", 4, 10, 10, now=t) == 0  # another worker, same second
+    assert await store.take_tokens("p", 5, 10, 10, now=t) == 500  # empty: wait 0.5 s
+    assert await store.take_tokens("p", 5, 10, 10, now=t + 500) == 0  # refilled meanwhile
+    assert await store.take_tokens("q", 5, 10, 10, now=t) == 0  # each provider its own
+    # A batch larger than the burst waits for a full bucket of its own size, then goes.
+    assert await store.take_tokens("r", 30, 10, 10, now=t) == 0
+    assert await store.take_tokens("r", 30, 10, 10, now=t) == 3000
+
+
+async def test_senders_wait_for_the_provider_rate(gateway: Gateway) -> None:
+    sms = gateway.config.settings.providers["sms-main"].model_copy(update={"rate_per_s": 10.0})
+    gateway.workers.sender.adapters["sms/sms-main"].config = sms
+    await gateway.post(A.alert(geocodes=[UNIT]))  # 23 zh + 4 ug SMS: two batches
+    await gateway.run()
+    assert any(w >= 0.2 for w in gateway.waits)  # the second batch waited for tokens
+    assert set(sms_ids(gateway.sms)) == recipients(gateway, Channel.SMS, UNIT)

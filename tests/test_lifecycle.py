@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from pydantic import SecretStr
 from redis.asyncio import Redis
 
 from gateway.keys import STORE
@@ -231,3 +232,19 @@ async def test_references_may_be_a_json_list(client: Client) -> None:
     update["references"] = [A.ref_of(first)]
     b = await accepted(client, update)
     assert b["supersedes"] == [a["id"]]
+
+
+async def test_readyz_says_503_when_redis_is_unreachable(aiohttp_client: Any, config: Any) -> None:
+    from gateway.app import create_app
+    from gateway.config import Config
+    from gateway.redis_server import free_port
+
+    s = config.settings
+    dead = s.redis.model_copy(
+        update={"url": SecretStr(f"redis://127.0.0.1:{free_port()}/0"), "connect_timeout_s": 0.5}
+    )
+    cfg = Config(s.model_copy(update={"redis": dead}), config.registry, config.hazards,
+                 config.directory, config.policy)  # fmt: skip
+    client = await aiohttp_client(create_app(cfg, background=False))
+    assert (await client.get("/healthz")).status == 200  # alive, though not ready
+    await problem(await client.get("/readyz"), 503, "not-ready")

@@ -530,10 +530,13 @@ class DeliveryStore(StoreBase):
 
     # -- limits and breakers -----------------------------------------------------------
 
-    async def take_tokens(self, provider: str, want: int, rate: float, burst: float) -> int:
+    async def take_tokens(
+        self, provider: str, want: int, rate: float, burst: float, *, now: int | None = None
+    ) -> int:
         """Take `want` tokens from a provider's shared bucket; ms to wait if not possible."""
         wait = await self._tokens(
-            keys=[self.keys.rate(provider)], args=[rate, max(burst, want), want, now_ms()]
+            keys=[self.keys.rate(provider)],
+            args=[rate, max(burst, want), want, now if now is not None else now_ms()],
         )
         return int(wait)
 
