@@ -29,6 +29,11 @@ _GSM7_BASIC = frozenset(
 _GSM7_EXTENDED = frozenset("^{}\\[~]|€\f")
 
 
+# Characters in one SMS, and per part of a concatenated one (the rest is the UDH).
+GSM7_SINGLE, GSM7_PART = 160, 153
+UCS2_SINGLE, UCS2_PART = 70, 67
+
+
 def is_gsm7(text: str) -> bool:
     """True when every character is in the GSM 03.38 alphabet (with its extension)."""
     return all(c in _GSM7_BASIC or c in _GSM7_EXTENDED for c in text)
@@ -43,19 +48,21 @@ def sms_segments(text: str) -> tuple[str, int, int]:
     """
     if is_gsm7(text):
         units = len(text) + sum(1 for c in text if c in _GSM7_EXTENDED)
-        return "gsm7", units, 1 if units <= 160 else math.ceil(units / 153)
+        return "gsm7", units, _segments(units, GSM7_SINGLE, GSM7_PART)
     units = len(text.encode("utf-16-le")) // 2
-    return "ucs2", units, 1 if units <= 70 else math.ceil(units / 67)
+    return "ucs2", units, _segments(units, UCS2_SINGLE, UCS2_PART)
+
+
+def _segments(units: int, single: int, part: int) -> int:
+    return 1 if units <= single else math.ceil(units / part)
 
 
 class SmsAdapter(PushAdapter):
     channel: ClassVar[Channel] = Channel.SMS
     # Numbers per request most bulk-SMS gateways accept.
     max_batch: ClassVar[int] = 1000
-    # Segments: 70 UCS-2 / 160 GSM-7 characters, 67 / 153 when concatenated; the
-    # renderer checks the configured maximum before anything reaches an adapter.
-    ucs2_segment: ClassVar[int] = 67
-    gsm7_segment: ClassVar[int] = 153
+    # Segments (sms_segments): 160 GSM-7 / 70 UCS-2 characters, 153 / 67 per part when
+    # concatenated; the renderer checks the configured maximum before sending.
 
     async def send(self, message: Message, recipients: Sequence[Recipient]) -> SendResult:
         body = {
