@@ -23,7 +23,7 @@ from redis.asyncio import BlockingConnectionPool, Redis
 from gateway.api import all_routes, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
-from gateway.dispatch import Sender, Workers, build_adapters
+from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
 from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
@@ -33,6 +33,7 @@ from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
 from gateway.render import Renderer
 from gateway.store import Store
+from gateway.workers import Workers
 
 __all__ = ["WORKERS", "build_workers", "consumer_name", "create_app", "open_redis", "run_workers"]
 

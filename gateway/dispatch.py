@@ -20,8 +20,6 @@ worker so that no other worker takes it over as abandoned.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import functools
 import logging
 import random
 import time
@@ -39,13 +37,11 @@ from gateway.config import Config
 from gateway.errors import RetryableError, SendError
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
-from gateway.monitor import Monitor
-from gateway.plan import PUSH_CHANNELS, delivery_id
-from gateway.planner import Planner
+from gateway.plan import delivery_id
 from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store, now_ms
-from gateway.store.deliveries import LANES, PLAN_GROUP, SEND_GROUP
+from gateway.store.deliveries import SEND_GROUP
 
-__all__ = ["Sender", "Workers", "build_adapters"]
+__all__ = ["Sender", "build_adapters"]
 
 log = logging.getLogger("warngate.dispatch")
 KEEP_S = 30 * 24 * 3600
@@ -430,157 +426,3 @@ class stop_when(stop_base):
 def reach_state(channel: Channel) -> str:
     """Messengers reach people when they relay, not when they receive the task."""
     return "acknowledged" if channel is Channel.MESSENGER else ""
-
-
-class Workers:
-    """The worker loops of one process: planners, senders, reclaimers, gauges."""
-
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        planner: Planner,
-        sender: Sender,
-        metrics: Metrics,
-        consumer: str,
-        monitor: Monitor | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.planner = planner
-        self.monitor = monitor
-        self.sender = sender
-        self.metrics = metrics
-        self.consumer = consumer
-        self.stop = asyncio.Event()
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def plan_streams(self) -> list[str]:
-        return [self.store.keys.plan_queue(lane) for lane in LANES]
-
-    def send_streams(self, channel: Channel) -> list[str]:
-        return [self.store.keys.send_queue(channel.value, lane) for lane in LANES]
-
-    async def start(self, planners: int = 1) -> None:
-        for stream in self.plan_streams():
-            await self.store.ensure_group(stream, PLAN_GROUP)
-        channels = [c for c in PUSH_CHANNELS if c in self.config.settings.channels]
-        for channel in channels:
-            for stream in self.send_streams(channel):
-                await self.store.ensure_group(stream, SEND_GROUP)
-        loops: list[Callable[[], Awaitable[None]]] = [self._plan_loop] * planners
-        loops += [functools.partial(self._send_loop, c) for c in channels]
-        loops += [
-            functools.partial(self._reclaim_loop, channels),
-            functools.partial(self._gauge_loop, channels),
-        ]
-        if self.monitor is not None:
-            interval = self.config.settings.coverage.interval_s
-            loops.append(functools.partial(self.monitor.run, self.stop, interval))
-        self._tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
-
-    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
-        """Keep a worker loop alive through errors (Redis restarting, a bug): log, go on."""
-        while not self.stop.is_set():
-            try:
-                await loop()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self.stop.is_set():
-                    return  # shutting down: Redis may already be gone
-                log.exception("worker loop failed; restarting it in 1 s")
-                await _sleep_or_stop(self.stop, 1.0)
-
-    async def close(self, grace_s: float = 5.0) -> None:
-        self.stop.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._tasks = []
-
-    async def _plan_loop(self) -> None:
-        block = self.config.settings.dispatch.block_ms
-        while not self.stop.is_set():
-            rows = await self.store.read_group(
-                self.plan_streams(), PLAN_GROUP, self.consumer, count=1, block_ms=block
-            )
-            for stream, entry, fields in rows:
-                await self.plan_entry(stream, entry, fields)
-
-    async def plan_entry(self, stream: str, entry: str, fields: dict[str, str]) -> None:
-        alert = fields.get("id", "")
-        try:
-            await self.planner.plan(alert)
-        except Exception:
-            tries = await self.store.add_attempt(alert, "plan", KEEP_S)
-            log.exception("planning %s failed (attempt %d)", alert, tries)
-            if tries < self.config.settings.dispatch.max_attempts:
-                return  # left pending: reclaimed and tried again after claim_idle_s
-            self.metrics.plans.labels("failed").inc()
-        await self.store.ack(stream, PLAN_GROUP, entry)
-
-    async def _send_loop(self, channel: Channel) -> None:
-        limit = self.config.settings.dispatch.concurrency
-        block = self.config.settings.dispatch.block_ms
-        running: set[asyncio.Task[Any]] = set()
-        while not self.stop.is_set():
-            free = limit - len(running)
-            if free <= 0:
-                await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                continue
-            rows = await self.store.read_group(
-                self.send_streams(channel), SEND_GROUP, self.consumer, count=free, block_ms=block
-            )
-            for row in rows:
-                task = asyncio.create_task(_logged(self.sender.handle(*row)))
-                running.add(task)
-                task.add_done_callback(running.discard)
-        if running:
-            await asyncio.wait(running)
-
-    async def _reclaim_loop(self, channels: list[Channel]) -> None:
-        idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
-        while not self.stop.is_set():
-            await _sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
-            for stream in self.plan_streams():
-                for row in await self.store.claim_stale(stream, PLAN_GROUP, self.consumer, idle_ms):
-                    await self.plan_entry(*row)
-            for channel in channels:
-                for stream in self.send_streams(channel):
-                    rows = await self.store.claim_stale(stream, SEND_GROUP, self.consumer, idle_ms)
-                    for row in rows:
-                        log.info("took over batch %s of %s", row[1], stream)
-                        await _logged(self.sender.handle(*row))
-
-    async def _gauge_loop(self, channels: list[Channel]) -> None:
-        while not self.stop.is_set():
-            streams = [(s, PLAN_GROUP) for s in self.plan_streams()]
-            streams += [(s, SEND_GROUP) for c in channels for s in self.send_streams(c)]
-            for stream, group in streams:
-                lag, pending = await self.store.queue_depth(stream, group)
-                name = stream.removeprefix(self.store.prefix + ":")
-                self.metrics.queue_depth.labels(name, "lag").set(lag)
-                self.metrics.queue_depth.labels(name, "pending").set(pending)
-            await _sleep_or_stop(self.stop, 5.0)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
-
-
-async def _logged(work: Awaitable[Any]) -> None:
-    """Run one batch; on an unexpected error log it and leave the entry pending, so it
-    is taken over and tried again after `dispatch.claim_idle_s`."""
-    try:
-        await work
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("batch failed; it stays pending and will be taken over")

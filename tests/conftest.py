@@ -19,13 +19,13 @@ from redis.asyncio import Redis
 
 from gateway.app import build_workers, create_app
 from gateway.config import Config, load_config
-from gateway.dispatch import Workers
 from gateway.keys import STORE
 from gateway.models import Channel
 from gateway.plan import PUSH_CHANNELS
 from gateway.redis_server import EmbeddedRedis
 from gateway.store import Store, now_ms
 from gateway.store.deliveries import PLAN_GROUP, SEND_GROUP
+from gateway.workers import Workers
 from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -1,0 +1,150 @@
+"""Storage: the Lua scripts of the dispatch stage (receipts, rate limits, breakers).
+
+The receipt script applies the state machine of `gateway.receipts` to a whole batch in
+one call; its rank table is generated from `gateway.receipts.RANK`, so the rules live in
+one place.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+import orjson
+
+from gateway.receipts import CONFIRMED, FINAL, RANK
+
+__all__ = ["ADVANCE", "BREAKER", "QUOTA", "TOKENS"]
+
+
+def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
+    return "{" + ", ".join(f"[{orjson.dumps(k).decode()}]={v}" for k, v in values) + "}"
+
+
+ADVANCE = (
+    f"local RANK = {_lua_table((s.value, r) for s, r in RANK.items())}\n"
+    f"local FINAL = {_lua_table((s.value, 'true') for s in FINAL)}\n"
+    f"local CONF = {_lua_table((s.value, 'true') for s in CONFIRMED)}\n"
+    + """
+-- KEYS: receipts hash, agg hash
+-- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
+--       implicit state of a delivery with no receipt yet ('queued' or ''),
+--       then per delivery: id, state, unit, persons, lang, groups, attempts, error
+local ch, now, t0, reach_state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
+local implicit = ARGV[5]
+local minute = math.max(0, math.floor((now - t0) / 60000))
+local function reached(state)
+  if reach_state ~= '' then return state == reach_state end
+  return CONF[state] == true
+end
+local function sentish(state) return RANK[state] >= 2 and not FINAL[state] end
+local function count_reach(unit, persons, lang, groups, sent_before, reach_before, state)
+  if unit == '' then return end
+  local p = tonumber(persons) or 0
+  if sentish(state) and not sent_before then
+    redis.call('HINCRBY', KEYS[2], 's|' .. ch .. '|' .. unit .. '|' .. minute, p)
+  end
+  if reached(state) and not reach_before then
+    redis.call('HINCRBY', KEYS[2], 'r|' .. ch .. '|' .. unit .. '|' .. minute, p)
+    redis.call('HINCRBY', KEYS[2], 'L|' .. ch .. '|' .. unit .. '|' .. lang, p)
+    for g in string.gmatch(groups, '%S+') do
+      redis.call('HINCRBY', KEYS[2], 'G|' .. ch .. '|' .. unit .. '|' .. g, p)
+    end
+  end
+end
+local changed = 0
+for i = 6, #ARGV, 8 do
+  local id, new = ARGV[i], ARGV[i + 1]
+  local unit, persons, lang, groups = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
+  local attempts, err = ARGV[i + 6], ARGV[i + 7]
+  local cur = redis.call('HGET', KEYS[1], id)
+  local c = {}
+  if cur then for part in string.gmatch(cur .. '|', '([^|]*)|') do table.insert(c, part) end end
+  local cstate, cunit = c[1], c[3] or ''
+  if not cur and implicit ~= '' then cstate = implicit end
+  if cur and unit == '' then unit, lang, groups = cunit, c[5] or '', c[6] or '' end
+  if cur and persons == '' then persons = c[4] or '' end
+  if attempts == '' then attempts = c[7] or '' end
+  if err == '' then err = c[8] or '' end
+  local ok
+  if not cstate then ok = true
+  elseif FINAL[cstate] or cstate == new then ok = false
+  elseif FINAL[new] then ok = RANK[cstate] < 3
+  else ok = RANK[new] > RANK[cstate] end
+  if ok then
+    redis.call('HSET', KEYS[1], id, new .. '|' .. now .. '|' .. unit .. '|' .. persons .. '|'
+      .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
+    redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|' .. new, 1)
+    if cstate then redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|' .. cstate, -1) end
+    local known = cur and cunit ~= ''
+    count_reach(unit, persons, lang, groups, known and sentish(cstate),
+                known and reached(cstate), new)
+    changed = changed + 1
+  elseif cur and cunit == '' and unit ~= '' then
+    -- A provider receipt got here before the sender wrote what the delivery stands for.
+    redis.call('HSET', KEYS[1], id, cstate .. '|' .. (c[2] or now) .. '|' .. unit .. '|'
+      .. persons .. '|' .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
+    count_reach(unit, persons, lang, groups, false, false, cstate)
+  end
+end
+return changed
+"""
+)
+
+TOKENS = """
+-- KEYS: bucket; ARGV: rate per s, burst, wanted, now_ms. Returns ms to wait (0: taken).
+local rate, burst, want, now = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3]),
+  tonumber(ARGV[4])
+local t = tonumber(redis.call('HGET', KEYS[1], 't') or burst)
+local ts = tonumber(redis.call('HGET', KEYS[1], 'ts') or now)
+t = math.min(burst, t + math.max(0, now - ts) * rate / 1000)
+local wait = 0
+if t >= want then t = t - want else wait = math.ceil((want - t) * 1000 / rate) end
+redis.call('HSET', KEYS[1], 't', t, 'ts', now)
+redis.call('PEXPIRE', KEYS[1], 3600000)
+return wait
+"""
+
+QUOTA = """
+-- KEYS: hour hash; ARGV: limit, ttl_s, addresses... Returns 1 (allowed) or 0 per address.
+local limit, out = tonumber(ARGV[1]), {}
+for i = 3, #ARGV do
+  local n = redis.call('HINCRBY', KEYS[1], ARGV[i], 1)
+  if n > limit then redis.call('HINCRBY', KEYS[1], ARGV[i], -1); out[i - 2] = 0
+  else out[i - 2] = 1 end
+end
+redis.call('EXPIRE', KEYS[1], ARGV[2])
+return out
+"""
+
+BREAKER = """
+-- KEYS: breaker hash; ARGV: now_ms, ok (1/0), window_ms, error_rate, min_calls, cooldown_ms
+-- Returns the state after recording: 0 closed, 1 open, 2 half-open.
+local now, ok = tonumber(ARGV[1]), ARGV[2] == '1'
+local window, rate = tonumber(ARGV[3]), tonumber(ARGV[4])
+local min_calls, cooldown = tonumber(ARGV[5]), tonumber(ARGV[6])
+local h = KEYS[1]
+local start = tonumber(redis.call('HGET', h, 'start') or 0)
+local open_until = tonumber(redis.call('HGET', h, 'open_until') or 0)
+if open_until > 0 and now >= open_until then
+  -- half-open: this call was the probe
+  if ok then
+    redis.call('HSET', h, 'open_until', 0, 'start', now, 'ok', 1, 'err', 0)
+    return 0
+  end
+  redis.call('HSET', h, 'open_until', now + cooldown, 'start', now, 'ok', 0, 'err', 0)
+  return 1
+end
+if open_until > 0 then return 1 end
+if now - start > window then
+  redis.call('HSET', h, 'start', now, 'ok', 0, 'err', 0)
+end
+local okc = redis.call('HINCRBY', h, 'ok', ok and 1 or 0)
+local errc = redis.call('HINCRBY', h, 'err', ok and 0 or 1)
+redis.call('PEXPIRE', h, 86400000)
+if okc + errc >= min_calls and errc / (okc + errc) >= rate then
+  redis.call('HSET', h, 'open_until', now + cooldown)
+  return 1
+end
+return 0
+"""
