@@ -20,6 +20,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
+from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.api import all_routes, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
@@ -200,18 +201,18 @@ def _workers_ctx(planners: int) -> Callable[[web.Application], AsyncIterator[Non
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
-    task = asyncio.create_task(_sweep_forever(app), name="expiry-sweeper")
+    stop = asyncio.Event()
+    task = asyncio.create_task(_sweep_forever(app, stop), name="expiry-sweeper")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    stop.set()
+    await stop_tasks([task], 2.0)
 
 
-async def _sweep_forever(app: web.Application) -> None:
+async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
     store, metrics, config = app[STORE], app[METRICS], app[CONFIG]
     every = config.settings.ingest.expiry_sweep_s
     planner = Planner(config, store, app[RENDERER], metrics, {})
-    while True:
+    while not stop.is_set():
         try:
             expired = await store.sweep_expired()
             if expired:
@@ -221,5 +222,6 @@ async def _sweep_forever(app: web.Application) -> None:
                 await planner.expire(alert)  # devices up to date hear of it too
             metrics.live_alerts.set(await store.live_count())
         except Exception:
-            log.exception("expiry sweep failed; retrying")
-        await asyncio.sleep(every)
+            if not stop.is_set():
+                log.exception("expiry sweep failed; retrying")
+        await sleep_or_stop(stop, every)

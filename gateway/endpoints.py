@@ -30,6 +30,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels import DisplayAdapter, LoudspeakerAdapter
+from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.auth import hash_key
 from gateway.cap import field_errors
 from gateway.directory import Directory, Endpoint
@@ -46,6 +47,7 @@ log = logging.getLogger("warngate.endpoints")
 FLUSH_S = 0.2
 
 
+CACHE_S = 1.0
 LOUDSPEAKER = LoudspeakerAdapter()
 DISPLAY = DisplayAdapter(layout_lines, max_pages=RenderSettings().display_max_pages)
 
@@ -146,10 +148,16 @@ class EndpointHub:
         self.settings = settings
         self.metrics = metrics
         self._events: dict[str, asyncio.Event] = {}
+        # Unit states read once for every device of the unit (see `entries`).
+        self._changed: dict[str, int] = {}  # unit → changes seen by the tail
+        self._cache: dict[str, tuple[int, float, list[UnitEntry]]] = {}
+        self._reading: dict[str, asyncio.Future[list[UnitEntry]]] = {}
+        self._seen: dict[str, int] = {}
         self._fetched: list[_Fetch] = []
         self._accepted_ms: dict[str, int] = {}
         self._pull_units: dict[str, set[tuple[str, str]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        self._stop = asyncio.Event()
         self.connected = 0
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -161,18 +169,17 @@ class EndpointHub:
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
+        self._stop.set()
+        for task in self._tasks:  # the tail may be in a 1 s blocking read: do not wait
             task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks, 2.0)
         await self.flush()
         for event in self._events.values():
             event.set()
 
     async def _tail(self) -> None:
         last: str | None = None  # Redis may be down at start: the loop waits for it
-        while True:
+        while not self._stop.is_set():
             try:
                 if last is None:
                     last = await self.store.last_unit_event()
@@ -180,14 +187,16 @@ class EndpointHub:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                log.exception("reading unit-state changes failed; retrying")
-                await asyncio.sleep(1.0)
+                if not self._stop.is_set():
+                    log.exception("reading unit-state changes failed; retrying")
+                await sleep_or_stop(self._stop, 1.0)
                 continue
             for entry, fields in rows:
                 last = entry
                 self.wake(fields.get("unit", ""))
 
     def wake(self, unit: str) -> None:
+        self._changed[unit] = self._changed.get(unit, 0) + 1  # the cached state is stale
         event = self._events.pop(unit, None)
         if event is not None:
             event.set()
@@ -213,11 +222,53 @@ class EndpointHub:
             raise Unauthorized("unknown endpoint or wrong device token", code="bad-device-token")
         return endpoint
 
+    def seen(self, endpoint: str) -> None:
+        """A request from a device: its last-request time is written with the next flush."""
+        self._seen[endpoint] = now_ms()
+
+    async def entries(self, unit: str) -> list[UnitEntry]:
+        """A unit's state, read from Redis once for all the devices asking at the same
+        time (10,000 devices waking together make a few dozen reads, not 10,000).
+
+        A cached read is used while no change of the unit has been seen since it began
+        and it is younger than CACHE_S, which bounds staleness should the tail lag.
+        """
+        version = self._changed.get(unit, 0)
+        cached = self._cache.get(unit)
+        if cached and cached[0] == version and time.monotonic() - cached[1] < CACHE_S:
+            return cached[2]
+        pending = self._reading.get(unit)
+        if pending is not None:
+            try:
+                return await asyncio.shield(pending)
+            except asyncio.CancelledError:
+                me = asyncio.current_task()
+                if pending.cancelled() and me is not None and not me.cancelling():
+                    return await self.entries(unit)  # the reader was cancelled, not us
+                raise
+        future: asyncio.Future[list[UnitEntry]] = asyncio.get_running_loop().create_future()
+        self._reading[unit] = future
+        started = time.monotonic()
+        try:
+            entries = await self.store.unit_entries(unit)
+        except BaseException as exc:  # cancelled too: those waiting must not wait for ever
+            if isinstance(exc, asyncio.CancelledError):
+                future.cancel()
+            else:
+                future.set_exception(exc)
+                future.exception()  # retrieved: the waiters get it, not the loop's log
+            raise
+        finally:
+            self._reading.pop(unit, None)
+        self._cache[unit] = (version, started, entries)
+        future.set_result(entries)
+        return entries
+
     async def changes(
         self, endpoint: Endpoint, since: str | None
     ) -> tuple[str, list[dict[str, Any]]]:
         """(new cursor, entries changed after `since`) for one device."""
-        entries = [e for e in await self.store.unit_entries(endpoint.unit) if visible(e, endpoint)]
+        entries = [e for e in await self.entries(endpoint.unit) if visible(e, endpoint)]
         cursor = since if since is not None and seq_key(since) >= (0, 0) else None
         latest = max((e.seq for e in entries), key=seq_key, default="0-0")
         if cursor is not None and entries and seq_key(cursor) > seq_key(latest):
@@ -252,7 +303,7 @@ class EndpointHub:
     ) -> AsyncIterator[tuple[str, dict[str, Any]] | None]:
         """Server-sent events: each change as (seq, entry); None for a keepalive."""
         cursor = since
-        while True:
+        while not self._stop.is_set():
             event = self.event_for(endpoint.unit)
             cursor, changes = await self.changes(endpoint, cursor)
             for change in changes:
@@ -265,8 +316,20 @@ class EndpointHub:
     # -- receipts ----------------------------------------------------------------------
 
     async def flush(self) -> None:
-        """Write `sent` receipts for what devices fetched, one script call per alert."""
+        """Write `sent` receipts for what devices fetched, one script call per alert, and
+        the devices' last requests in one command."""
+        seen, self._seen = self._seen, {}
         fetched, self._fetched = self._fetched, []
+        try:
+            await self._write(seen, fetched)
+        except BaseException:
+            # Not lost: what could not be written goes with the next flush.
+            self._seen = {**seen, **self._seen}
+            self._fetched = fetched + self._fetched
+            raise
+
+    async def _write(self, seen: dict[str, int], fetched: list[_Fetch]) -> None:
+        await self.store.seen(seen)
         groups: dict[tuple[str, str], dict[str, ReceiptUpdate]] = {}
         for f in fetched:
             ep = f.endpoint
@@ -283,8 +346,8 @@ class EndpointHub:
             self.metrics.deliveries.labels(channel, "-", "sent").inc(len(updates))
 
     async def _flush_forever(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_S)
+        while not self._stop.is_set():
+            await sleep_or_stop(self._stop, FLUSH_S)
             try:
                 await self.flush()
             except asyncio.CancelledError:

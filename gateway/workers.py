@@ -10,12 +10,12 @@ coverage and escalates at deadlines. A loop that fails is logged and restarted.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.config import Config
 from gateway.dispatch import KEEP_S, Sender
 from gateway.metrics import Metrics
@@ -76,7 +76,10 @@ class Workers:
         if self.monitor is not None:
             interval = self.config.settings.coverage.interval_s
             loops.append(functools.partial(self.monitor.run, self.stop, interval))
-        self._tasks = [asyncio.create_task(self._forever(loop)) for loop in loops]
+        self._tasks = [
+            asyncio.create_task(self._forever(loop), name=f"worker-{getattr(loop, 'func', loop)}")
+            for loop in loops
+        ]
 
     async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
         """Keep a worker loop alive through errors (Redis restarting, a bug): log, go on."""
@@ -89,18 +92,11 @@ class Workers:
                 if self.stop.is_set():
                     return  # shutting down: Redis may already be gone
                 log.exception("worker loop failed; restarting it in 1 s")
-                await _sleep_or_stop(self.stop, 1.0)
+                await sleep_or_stop(self.stop, 1.0)
 
     async def close(self, grace_s: float = 5.0) -> None:
         self.stop.set()
-        if not self._tasks:
-            return
-        _, pending = await asyncio.wait(self._tasks, timeout=grace_s)
-        for task in pending:
-            task.cancel()
-        for task in pending:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks, grace_s)
         self._tasks = []
 
     async def _plan_loop(self) -> None:
@@ -146,7 +142,7 @@ class Workers:
     async def _reclaim_loop(self, channels: list[Channel]) -> None:
         idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
         while not self.stop.is_set():
-            await _sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
+            await sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
             for stream in self.plan_streams():
                 for row in await self.store.claim_stale(stream, PLAN_GROUP, self.consumer, idle_ms):
                     await self.plan_entry(*row)
@@ -166,12 +162,7 @@ class Workers:
                 name = stream.removeprefix(self.store.prefix + ":")
                 self.metrics.queue_depth.labels(name, "lag").set(lag)
                 self.metrics.queue_depth.labels(name, "pending").set(pending)
-            await _sleep_or_stop(self.stop, 5.0)
-
-
-async def _sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+            await sleep_or_stop(self.stop, 5.0)
 
 
 async def _logged(work: Awaitable[Any]) -> None:

@@ -25,7 +25,7 @@ async def messages(request: web.Request) -> web.Response:
     endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
     wait = parse_wait(request, request.app[CONFIG].settings.endpoints.max_wait_s)
     since = request.query.get("since") or None
-    await request.app[STORE].seen(endpoint.id, now_ms())
+    hub.seen(endpoint.id)
     metrics = request.app[METRICS]
     hub.connected += 1
     metrics.endpoints_connected.set(hub.connected)
@@ -50,7 +50,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB]
     endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
     since = request.headers.get("Last-Event-ID") or request.query.get("since") or None
-    await request.app[STORE].seen(endpoint.id, now_ms())
+    hub.seen(endpoint.id)
     resp = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream; charset=utf-8",

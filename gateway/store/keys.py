@@ -31,6 +31,7 @@ Endpoints (loudspeakers and screens)
     p:unitev                  stream  one entry per unit-state change (the cursor space)
     p:ep:{id}                 hash    last seen, health
     p:epseen                  zset    endpoint id → last heartbeat (ms)
+    p:eplast                  hash    endpoint id → last request of any kind (ms)
 """
 
 from __future__ import annotations
@@ -120,3 +121,7 @@ class Keys:
     @property
     def endpoints_seen(self) -> str:
         return self._("epseen")
+
+    @property
+    def last_requests(self) -> str:
+        return self._("eplast")

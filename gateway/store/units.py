@@ -126,15 +126,17 @@ class UnitStore(StoreBase):
             pipe.zadd(self.keys.endpoints_seen, {endpoint: at_ms})
             await pipe.execute()
 
-    async def seen(self, endpoint: str, at_ms: int) -> None:
-        """A request from the device counts as a sign of life (not as a heartbeat)."""
-        await self.redis.hset(self.keys.endpoint(endpoint), "last_request", at_ms)
+    async def seen(self, requests: dict[str, int]) -> None:
+        """Devices' last requests (a sign of life, not a heartbeat), in one command."""
+        if requests:
+            await self.redis.hset(self.keys.last_requests, mapping=requests)
 
     async def endpoint_health(self, endpoint: str) -> dict[str, Any]:
         raw = await self.redis.hgetall(self.keys.endpoint(endpoint))
+        last_request = await self.redis.hget(self.keys.last_requests, endpoint)
         return {
             "last_seen": int(raw["last_seen"]) if "last_seen" in raw else None,
-            "last_request": int(raw["last_request"]) if "last_request" in raw else None,
+            "last_request": int(last_request) if last_request else None,
             "health": orjson.loads(raw["health"]) if "health" in raw else None,
         }
 
