@@ -1,0 +1,1 @@
+"""warngate benchmarks: `python -m benchmarks [--quick] [--only NAME]` (docs/benchmarks.md)."""
