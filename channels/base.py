@@ -12,7 +12,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import aiohttp
 import orjson
@@ -40,8 +40,7 @@ class Message:
     data: Mapping[str, Any] = field(default_factory=dict)
 
 
-@dataclass(frozen=True)
-class Recipient:
+class Recipient(NamedTuple):
     delivery_id: str  # travels to the provider so its receipts can be matched
     address: str  # phone number, device token or topic
 

@@ -37,7 +37,6 @@ from gateway.config import Config
 from gateway.errors import RetryableError, SendError
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
-from gateway.plan import delivery_id
 from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store, now_ms
 from gateway.store.deliveries import SEND_GROUP
 
@@ -128,9 +127,7 @@ class Sender:
                 batch.alert,
                 batch.channel,
                 [
-                    ReceiptUpdate(
-                        r.id, "sent", batch.unit, str(r.persons), batch.language, r.groups
-                    )
+                    ReceiptUpdate(r.id, "sent", batch.unit, r.persons, batch.language, r.groups)
                     for r in done
                 ],
                 accepted_ms=batch.accepted_ms,
@@ -261,10 +258,8 @@ class Sender:
         message: Message,
         remaining: dict[str, BatchRecipient],
     ) -> SendResult:
-        recipients = [
-            Recipient(delivery_id(batch.alert, channel, r.id), r.address)
-            for r in remaining.values()
-        ]
+        prefix = f"{batch.alert}:{channel.value}:"  # = delivery_id(alert, channel, "")
+        recipients = [Recipient(prefix + r.id, r.address) for r in remaining.values()]
         try:
             result = await adapter.send(message, recipients)
         except SendError as exc:
@@ -275,11 +270,11 @@ class Sender:
             raise
         self.metrics.send_attempts.labels(channel.value, adapter.name, "ok").inc()
         await self._breaker(channel, adapter.name, ok=True)
-        prefix = f"{batch.alert}:{channel.value}:"
+        cut = len(prefix)  # the adapter only answers for the ids it was given
         return SendResult(
-            accepted={k.removeprefix(prefix): v for k, v in result.accepted.items()},
-            rejected={k.removeprefix(prefix): v for k, v in result.rejected.items()},
-            retry={k.removeprefix(prefix): v for k, v in result.retry.items()},
+            accepted={k[cut:]: v for k, v in result.accepted.items()},
+            rejected={k[cut:]: v for k, v in result.rejected.items()},
+            retry={k[cut:]: v for k, v in result.retry.items()},
         )
 
     async def _apply(
@@ -293,16 +288,12 @@ class Sender:
     ) -> tuple[int, int]:
         n = str(attempts)
         updates = [
-            ReceiptUpdate(
-                rid, "sent", batch.unit, str(r.persons), batch.language, r.groups, n, provider
-            )
+            ReceiptUpdate(rid, "sent", batch.unit, r.persons, batch.language, r.groups, n, provider)
             for rid in result.accepted
             if (r := remaining.get(rid)) is not None
         ]
         updates += [
-            ReceiptUpdate(
-                rid, "failed", batch.unit, str(r.persons), batch.language, r.groups, n, code
-            )
+            ReceiptUpdate(rid, "failed", batch.unit, r.persons, batch.language, r.groups, n, code)
             for rid, code in result.rejected.items()
             if (r := remaining.get(rid)) is not None
         ]
@@ -323,9 +314,7 @@ class Sender:
 
     async def _close(self, batch: Batch, recipients: Any, state: str, reason: str) -> _Outcome:
         updates = [
-            ReceiptUpdate(
-                r.id, state, batch.unit, str(r.persons), batch.language, r.groups, "", reason
-            )
+            ReceiptUpdate(r.id, state, batch.unit, r.persons, batch.language, r.groups, "", reason)
             for r in recipients
         ]
         await self.store.record(

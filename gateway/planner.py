@@ -27,7 +27,7 @@ from gateway.metrics import Metrics
 from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
 from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert, target_units
 from gateway.render import Context, Rendered, Renderer
-from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store
+from gateway.store import Batch, ReceiptUpdate, Store
 
 __all__ = ["Planner", "lane_of", "message_field"]
 
@@ -439,9 +439,15 @@ class Planner:
                 continue
             size = self.batch_sizes.get(g.channel, self.config.settings.dispatch.batch_size)
             stream = self.store.keys.send_queue(g.channel.value, lane)
+            ids, addresses, groups = cols.ids, cols.addresses, cols.groups
+            # Messengers stand for nobody until they report the households they told.
+            persons = ["0"] * len(cols) if g.channel is Channel.MESSENGER else cols.persons
             for start in range(0, len(g.rows), size):
                 rows = g.rows[start : start + size]
-                persons = 0 if g.channel is Channel.MESSENGER else None
+                # Written straight into the stream's packed form: no object per person.
+                packed = "\n".join(
+                    f"{ids[i]}\t{addresses[i]}\t{persons[i]}\t{groups[i]}" for i in rows
+                )
                 by_stream.setdefault(stream, []).append(
                     Batch(
                         alert=record.id,
@@ -452,15 +458,7 @@ class Planner:
                         message=key,
                         level=record.level.value,
                         accepted_ms=accepted_ms,
-                        recipients=tuple(
-                            BatchRecipient(
-                                cols.ids[i],
-                                cols.addresses[i],
-                                cols.persons[i] if persons is None else persons,
-                                cols.groups[i],
-                            )
-                            for i in rows
-                        ),
+                        packed=packed,
                     )
                 )
         await self.store.count_queued(record.id, queued)

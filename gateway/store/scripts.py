@@ -29,7 +29,8 @@ ADVANCE = (
 -- KEYS: receipts hash, agg hash
 -- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
 --       implicit state of a delivery with no receipt yet ('queued' or ''),
---       then per delivery: id, state, unit, persons, lang, groups, attempts, error
+--       then one argument per delivery: id, state, unit, persons, lang, groups,
+--       attempts, note joined by U+001F
 local ch, now, t0, reach_state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local implicit = ARGV[5]
 local minute = math.max(0, math.floor((now - t0) / 60000))
@@ -53,10 +54,12 @@ local function count_reach(unit, persons, lang, groups, sent_before, reach_befor
   end
 end
 local changed = 0
-for i = 6, #ARGV, 8 do
-  local id, new = ARGV[i], ARGV[i + 1]
-  local unit, persons, lang, groups = ARGV[i + 2], ARGV[i + 3], ARGV[i + 4], ARGV[i + 5]
-  local attempts, err = ARGV[i + 6], ARGV[i + 7]
+for i = 6, #ARGV do
+  local f = {}
+  for part in string.gmatch(ARGV[i] .. '\\31', '([^\\31]*)\\31') do table.insert(f, part) end
+  local id, new = f[1], f[2]
+  local unit, persons, lang, groups = f[3] or '', f[4] or '', f[5] or '', f[6] or ''
+  local attempts, err = f[7] or '', f[8] or ''
   local cur = redis.call('HGET', KEYS[1], id)
   local c = {}
   if cur then for part in string.gmatch(cur .. '|', '([^|]*)|') do table.insert(c, part) end end
