@@ -113,11 +113,11 @@ class Sender:
             return await self._close(batch, batch.recipients, "cancelled", f"alert {state}")
         if state == "expired" or expires_ms <= now_ms():
             return await self._close(batch, batch.recipients, "expired", "alert expired")
-        states = await self.store.receipt_states(
+        sent = await self.store.already_sent(
             batch.alert, batch.channel, [r.id for r in batch.recipients]
         )
-        todo = [r for r in batch.recipients if states[r.id] in (None, "queued")]
-        done = [r for r in batch.recipients if states[r.id] not in (None, "queued")]
+        todo = [r for r in batch.recipients if r.id not in sent]
+        done = [r for r in batch.recipients if r.id in sent] if sent else []
         if done:
             # Already sent (a batch taken over after a crash, or a receipt that came
             # before our own record): not again. Telling the store what these deliveries

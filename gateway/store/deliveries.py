@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from gateway.receipts import FINAL, RANK
 from gateway.store.base import StoreBase, now_ms
-from gateway.store.scripts import ADVANCE, BREAKER, QUOTA, TOKENS
+from gateway.store.scripts import ADVANCE, BREAKER, QUOTA, SENT, TOKENS
 
 __all__ = ["Batch", "BatchRecipient", "DeliveryStore", "ReceiptUpdate"]
 
@@ -112,11 +112,13 @@ class DeliveryStore(StoreBase):
         "_tokens": TOKENS,
         "_quota": QUOTA,
         "_breaker": BREAKER,
+        "_sent": SENT,
     }
     _advance: AsyncScript
     _tokens: AsyncScript
     _quota: AsyncScript
     _breaker: AsyncScript
+    _sent: AsyncScript
 
     # -- consumer groups -------------------------------------------------------------
 
@@ -290,13 +292,14 @@ class DeliveryStore(StoreBase):
             changed += int(await self._advance(keys=keys, args=args))
         return changed
 
-    async def receipt_states(
-        self, alert: str, channel: str, ids: Sequence[str]
-    ) -> dict[str, str | None]:
+    async def already_sent(self, alert: str, channel: str, ids: Sequence[str]) -> set[str]:
+        """Of these deliveries, those with a receipt beyond `queued` (the sent-set)."""
         if not ids:
-            return {}
-        values = await self.redis.hmget(self.keys.receipts(alert, channel), list(ids))
-        return {i: (v.split("|", 1)[0] if v else None) for i, v in zip(ids, values, strict=True)}
+            return set()
+        found = await self._sent(
+            keys=[self.keys.receipts(alert, channel)], args=[UNIT_SEP.join(ids)]
+        )
+        return set(found.split(UNIT_SEP)) if found else set()
 
     async def reached(self, alert: str, channel: str) -> set[str]:
         """Recipients/endpoints an alert version was sent to (sent or further, not final)."""

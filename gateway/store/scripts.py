@@ -14,7 +14,7 @@ import orjson
 
 from gateway.receipts import CONFIRMED, FINAL, RANK
 
-__all__ = ["ADVANCE", "BREAKER", "QUOTA", "TOKENS"]
+__all__ = ["ADVANCE", "BREAKER", "QUOTA", "SENT", "TOKENS"]
 
 
 def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
@@ -93,6 +93,20 @@ end
 return changed
 """
 )
+
+SENT = """
+-- KEYS: receipts hash; ARGV[1]: delivery ids joined by U+001F.
+-- Returns the ids that already have a receipt beyond `queued` (the sent-set check),
+-- joined the same way: one argument in, one string out, whatever the batch size.
+local out = {}
+for id in string.gmatch(ARGV[1] .. '\\31', '([^\\31]*)\\31') do
+  if id ~= '' then
+    local v = redis.call('HGET', KEYS[1], id)
+    if v and string.sub(v, 1, 7) ~= 'queued|' then table.insert(out, id) end
+  end
+end
+return table.concat(out, '\\31')
+"""
 
 TOKENS = """
 -- KEYS: bucket; ARGV: rate per s, burst, wanted, now_ms. Returns ms to wait (0: taken).
