@@ -27,7 +27,7 @@ from gateway.metrics import Metrics
 from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
 from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert, target_units
 from gateway.render import Context, Rendered, Renderer
-from gateway.store import Batch, ReceiptUpdate, Store
+from gateway.store import Batch, Publish, ReceiptUpdate, Store
 
 __all__ = ["Planner", "lane_of", "message_field"]
 
@@ -381,6 +381,7 @@ class Planner:
         await self.store.count_queued(record.id, {c.value: n for c, n in counts.items()})
         is_cancel = record.alert.msgType is MsgType.CANCEL
         chain = sorted(set(record.supersedes) | set(previous.supersedes if previous else []))
+        items: list[Publish] = []
         for unit, parts in sorted(by_unit.items()):
             rules = self.config.policy.for_unit(unit)
             cancel_here = is_cancel or parts["kind"] == Kind.CANCEL.value
@@ -409,9 +410,8 @@ class Planner:
                         for key in ("messages", "cancel_messages"):
                             entry[key] = {**old.data.get(key, {}), **entry[key]}
                         entry["repeat"] = old.data.get("repeat", 0)
-            await self.store.publish(
-                unit, record.id, entry, remove=chain, require_active=not cancel_here
-            )
+            items.append(Publish(unit, record.id, entry, chain, not cancel_here))
+        await self.store.publish_many(items)
 
     async def _enqueue(
         self, record: AlertRecord, plan: Plan, renders: _Renders, accepted_ms: int

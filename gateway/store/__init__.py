@@ -4,13 +4,14 @@ from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
 from gateway.store.base import now_ms
 from gateway.store.deliveries import Batch, BatchRecipient, DeliveryStore, ReceiptUpdate
 from gateway.store.keys import Keys
-from gateway.store.units import UnitEntry, UnitStore, seq_key
+from gateway.store.units import Publish, UnitEntry, UnitStore, seq_key
 
 __all__ = [
     "AcceptOutcome",
     "Batch",
     "BatchRecipient",
     "Keys",
+    "Publish",
     "ReceiptUpdate",
     "Store",
     "UnitEntry",

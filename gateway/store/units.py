@@ -21,7 +21,7 @@ from redis.commands.core import AsyncScript
 
 from gateway.store.base import StoreBase, now_ms
 
-__all__ = ["UnitEntry", "UnitStore"]
+__all__ = ["Publish", "UnitEntry", "UnitStore"]
 
 UNIT_EVENTS_MAXLEN = 200_000
 # Entries stay this long after their alert's expiry, so late devices see the end.
@@ -57,6 +57,17 @@ def seq_key(seq: str) -> tuple[int, int]:
 
 
 @dataclass(frozen=True)
+class Publish:
+    """One unit's entry for an alert, to be written by `UnitStore.publish_many`."""
+
+    unit: str
+    alert: str
+    entry: Mapping[str, Any]
+    remove: Sequence[str] = ()
+    require_active: bool = True
+
+
+@dataclass(frozen=True)
 class UnitEntry:
     alert: str
     seq: str
@@ -77,20 +88,38 @@ class UnitStore(StoreBase):
         require_active: bool = True,
     ) -> str | None:
         """Write one unit's entry for an alert; the new seq, or None if refused."""
-        seq = await self._publish(
-            keys=[self.keys.unit(unit), self.keys.unit_events, self.keys.alert(alert)],
-            args=[
-                alert,
-                orjson.dumps(entry).decode(),
-                unit,
-                orjson.dumps(list(remove)).decode(),
-                "1" if require_active else "0",
-                now_ms(),
-                GRACE_MS,
-                UNIT_EVENTS_MAXLEN,
-            ],
-        )
-        return str(seq) or None
+        (seq,) = await self.publish_many([Publish(unit, alert, entry, remove, require_active)])
+        return seq
+
+    async def publish_many(self, items: Sequence[Publish]) -> list[str | None]:
+        """Several units' entries in one round trip (each still checked and written
+        atomically by its own script call); the new seqs, None where refused.
+
+        An alert's units become visible together: devices woken by the first are not
+        served while the rest of the county is still being written.
+        """
+        if not items:
+            return []
+        now = now_ms()
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for it in items:
+                keys = [self.keys.unit(it.unit), self.keys.unit_events, self.keys.alert(it.alert)]
+                await self._publish(
+                    keys=keys,
+                    args=[
+                        it.alert,
+                        orjson.dumps(it.entry).decode(),
+                        it.unit,
+                        orjson.dumps(list(it.remove)).decode(),
+                        "1" if it.require_active else "0",
+                        now,
+                        GRACE_MS,
+                        UNIT_EVENTS_MAXLEN,
+                    ],
+                    client=pipe,
+                )
+            seqs = await pipe.execute()
+        return [str(seq) or None for seq in seqs]
 
     async def unit_entries(self, unit: str) -> list[UnitEntry]:
         raw = await self.redis.hgetall(self.keys.unit(unit))
