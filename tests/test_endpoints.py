@@ -4,17 +4,21 @@ cancellation after reconnect, receipts, heartbeats, tokens."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import timedelta, timezone
 from typing import Any
 
 import aiohttp
 import orjson
+from redis.asyncio import BlockingConnectionPool, Redis
 
+from gateway.config import Config
 from gateway.directory import Endpoint
-from gateway.endpoints import present
+from gateway.endpoints import EndpointHub, present
 from gateway.keys import HUB
+from gateway.metrics import Metrics
 from gateway.samplegen import device_token
-from gateway.store import UnitEntry, alert_id, now_ms
+from gateway.store import Store, UnitEntry, alert_id, now_ms
 from tests import alerts as A
 from tests.conftest import Gateway
 from tests.test_dispatch import TOWNSHIP, UNIT
@@ -354,3 +358,51 @@ async def test_receipts_only_for_alerts_sent_to_the_devices_unit(gateway: Gatewa
     )
     body = await problem(resp, 422, "not-sent-to-device")
     assert body["title"] == "Invalid receipt"
+
+
+async def test_devices_asking_together_share_one_read_that_outlives_who_started_it(
+    redis_url: str, prefix: str, config: Config, redis: Redis
+) -> None:
+    """Devices of a unit waking together make one Redis read. A device that goes away
+    while waiting does not cancel it, and if the device that started the read goes
+    away, the others read again instead of waiting for ever."""
+    # One connection, held by a blocking pop: the reads queue for it until released.
+    pool = BlockingConnectionPool.from_url(redis_url, max_connections=1, decode_responses=True)
+    held = Redis(connection_pool=pool)
+    store = Store(held, prefix)
+    metrics = Metrics()
+    hub = EndpointHub(store, config.directory, config.settings.endpoints, metrics)
+    await Store(redis, prefix).publish(UNIT, "a-1", {"action": "play"}, require_active=False)
+    gate = f"{prefix}:test-gate"
+    blocker = asyncio.create_task(held.blpop([gate], timeout=30))
+    while not any(c["cmd"] == "blpop" for c in await redis.client_list()):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # (polling Redis' state, not ours)
+
+    starter = asyncio.create_task(hub.entries(UNIT))
+    await asyncio.sleep(0)  # it runs until it waits for the connection
+    assert UNIT in hub._reading
+    waiters = [asyncio.create_task(hub.entries(UNIT)) for _ in range(5)]
+    await asyncio.sleep(0)  # let them start waiting
+    waiters[0].cancel()  # a device gone: the read goes on
+    starter.cancel()  # the starter gone: one of the others reads again
+    for task in (waiters[0], starter):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+    assert starter.cancelled()
+    assert waiters[0].cancelled()
+
+    reads_before = await hgetall_calls(redis)
+    await redis.lpush(gate, "go")
+    assert tuple(await blocker) == (gate, "go")
+    results = await asyncio.gather(*waiters[1:])
+    assert [[e.alert for e in got] for got in results] == [["a-1"]] * 4
+    assert await hgetall_calls(redis) - reads_before == 1  # one read for the four
+    # And the metric of connected devices follows the hub's count when scraped.
+    hub.connected = 7
+    assert metrics.registry.get_sample_value("warngate_endpoints_connected") == 7
+    await held.aclose(close_connection_pool=True)
+
+
+async def hgetall_calls(redis: Redis) -> int:
+    stats = await redis.info("commandstats")
+    return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))

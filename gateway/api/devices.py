@@ -10,7 +10,7 @@ from aiohttp import web
 from gateway.api.common import json_response, read_body
 from gateway.endpoints import parse_wait
 from gateway.errors import NotFound
-from gateway.keys import CONFIG, HUB, METRICS, STORE
+from gateway.keys import CONFIG, HUB, STORE
 from gateway.store import now_ms
 
 __all__ = ["routes"]
@@ -26,14 +26,11 @@ async def messages(request: web.Request) -> web.Response:
     wait = parse_wait(request, request.app[CONFIG].settings.endpoints.max_wait_s)
     since = request.query.get("since") or None
     hub.seen(endpoint.id)
-    metrics = request.app[METRICS]
-    hub.connected += 1
-    metrics.endpoints_connected.set(hub.connected)
+    hub.connected += 1  # the gauge warngate_endpoints_connected reads it
     try:
         cursor, changes = await hub.wait_changes(endpoint, since, wait)
     finally:
         hub.connected -= 1
-        metrics.endpoints_connected.set(hub.connected)
     return json_response(
         {
             "endpoint": endpoint.id,
@@ -59,9 +56,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
         }
     )
     await resp.prepare(request)
-    metrics = request.app[METRICS]
-    hub.connected += 1
-    metrics.endpoints_connected.set(hub.connected)
+    hub.connected += 1  # the gauge warngate_endpoints_connected reads it
     try:
         await resp.write(b"retry: 5000\n\n")
         async for item in hub.stream(endpoint, since):
@@ -75,7 +70,6 @@ async def stream(request: web.Request) -> web.StreamResponse:
         pass  # the device went away
     finally:
         hub.connected -= 1
-        metrics.endpoints_connected.set(hub.connected)
     return resp
 
 
