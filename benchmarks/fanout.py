@@ -75,7 +75,7 @@ from gateway.keys import STORE
 from gateway.models import Channel
 from gateway.plan import plan_alert
 from gateway.redis_server import free_port
-from gateway.store import Batch, BatchRecipient
+from gateway.store import Batch
 
 NAME = "fanout"
 FULL = {"sms": 1_000_000, "endpoints": 10_000, "reps": 3, "pull_reps": 3}
@@ -188,12 +188,14 @@ def _sms_batches(config: Any, alert: str) -> list[dict[str, str]]:
             continue
         cols = g.columns
         for start in range(0, len(g.rows), size):
-            recipients = tuple(
-                BatchRecipient(cols.ids[i], cols.addresses[i], cols.persons[i], cols.groups[i])
+            packed = "\n".join(
+                f"{cols.ids[i]}\t{cols.addresses[i]}\t{cols.persons[i]}\t{cols.groups[i]}"
                 for i in g.rows[start : start + size]
             )
-            batch = Batch(alert, "sms", g.unit, g.language, g.kind.value,
-                          f"sms|{g.unit}|{g.language}|{g.kind}", "red", 0, recipients)  # fmt: skip
+            message = f"sms|{g.unit}|{g.language}|{g.kind}"
+            batch = Batch(
+                alert, "sms", g.unit, g.language, g.kind.value, message, "red", 0, packed=packed
+            )
             out.append(batch.fields())
     return out
 
@@ -423,6 +425,12 @@ def _summary(sms: list[dict[str, Any]], pull: list[dict[str, Any]]) -> dict[str,
             out[f"pull_{phase}_p50_s"] = summarize([ph["p50_s"] for ph in rows], "s")
             out[f"pull_{phase}_planned_s"] = summarize([ph["planned_s"] for ph in rows], "s")
             out[f"pull_{phase}_missing"] = sum(ph["missing"] for ph in rows)
+            out[f"pull_{phase}_receipts_recorded"] = min(
+                ph["fetch_receipts_recorded"] for ph in rows
+            )
+            out[f"pull_{phase}_receipts_recorded_s"] = summarize(
+                [ph["fetch_receipts_recorded_s"] for ph in rows], "s"
+            )
             out[f"pull_{phase}_server_errors"] = sum(ph["gateway_errors_logged"] for ph in rows)
             ref = [ph for r in pull for ph in r["reference"]["phases"] if ph["phase"] == phase]
             out[f"pull_{phase}_reference_last_s"] = summarize([ph["last_s"] for ph in ref], "s")
