@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -64,9 +65,13 @@ def _is_cjk(c: str) -> bool:
 
 
 def speech_seconds(text: str, lang: str) -> float:
-    """Estimated time to speak `text` at village-broadcast pace."""
-    cjk = sum(1 for c in text if _is_cjk(c) and c.isalpha())
-    words = len([w for w in "".join(" " if _is_cjk(c) else c for c in text).split() if w])
+    """Estimated time to speak `text` at village-broadcast pace: CJK letters one by
+    one, other scripts by words (a CJK character also ends a word)."""
+    # Each distinct character is looked at once (a script repeats its text).
+    counts = Counter(text)
+    wide = [c for c in counts if _is_cjk(c)]
+    cjk = sum(counts[c] for c in wide if c.isalpha())
+    words = len(text.translate(dict.fromkeys(map(ord, wide), " ")).split())
     return round(cjk / _CJK_PER_SECOND + words / _WORDS_PER_SECOND.get(lang, 2.2), 1)
 
 
