@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -47,7 +48,8 @@ log = logging.getLogger("warngate.endpoints")
 FLUSH_S = 0.2
 
 
-CACHE_S = 1.0
+CACHE_S = 1.0  # a cached unit state is trusted this long when the tail is not keeping up
+TAIL_OK_S = 3.0  # the tail is keeping up when a read of it returned this recently
 PRESENTED_MAX = 20_000  # presented entries kept (shared by the devices of a unit)
 LOUDSPEAKER = LoudspeakerAdapter()
 DISPLAY = DisplayAdapter(layout_lines, max_pages=RenderSettings().display_max_pages)
@@ -143,6 +145,24 @@ class _Read:
     error: Exception | None = None
 
 
+class _Shown:
+    """One entry as a kind of device sees it (`present`), shared by the devices of a
+    unit, with its server-sent-events frame made at most once."""
+
+    __slots__ = ("_frame", "data")
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+        self._frame: bytes | None = None
+
+    def frame(self) -> bytes:
+        if self._frame is None:
+            d = self.data
+            body = orjson.dumps(d).decode()
+            self._frame = f"id: {d['seq']}\nevent: {d['action']}\ndata: {body}\n\n".encode()
+        return self._frame
+
+
 class EndpointHub:
     def __init__(
         self,
@@ -160,9 +180,11 @@ class EndpointHub:
         self._events: dict[str, asyncio.Event] = {}
         # Unit states read once for every device of the unit (see `entries`).
         self._changed: dict[str, int] = {}  # unit → changes seen by the tail
+        self._tail_from = math.inf  # when the tail began following (monotonic)
+        self._tail_ok = -math.inf  # when a read of the tail last returned
         self._cache: dict[str, tuple[int, float, list[UnitEntry]]] = {}
         self._reading: dict[str, _Read] = {}
-        self._presented: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._presented: dict[tuple[Any, ...], _Shown] = {}
         self._seen: dict[str, int] = {}
         self._fetched: list[_Fetch] = []
         self._sent: dict[str, ReceiptUpdate] = {}  # endpoint → its `sent` receipt
@@ -195,7 +217,9 @@ class EndpointHub:
         while not self._stop.is_set():
             try:
                 if last is None:
+                    since = time.monotonic()
                     last = await self.store.last_unit_event()
+                    self._tail_from = since
                 rows = await self.store.unit_events_after(last, block_ms=1000)
             except asyncio.CancelledError:
                 raise
@@ -204,15 +228,35 @@ class EndpointHub:
                     log.exception("reading unit-state changes failed; retrying")
                 await sleep_or_stop(self._stop, 1.0)
                 continue
+            self._tail_ok = time.monotonic()
+            units: dict[str, None] = {}
             for entry, fields in rows:
                 last = entry
-                self.wake(fields.get("unit", ""))
+                unit = fields.get("unit", "")
+                self._changed[unit] = self._changed.get(unit, 0) + 1  # cache is stale
+                units[unit] = None
+            await self._prefetch(list(units))
+            for unit in units:
+                event = self._events.pop(unit, None)
+                if event is not None:
+                    event.set()
 
-    def wake(self, unit: str) -> None:
-        self._changed[unit] = self._changed.get(unit, 0) + 1  # the cached state is stale
-        event = self._events.pop(unit, None)
-        if event is not None:
-            event.set()
+    async def _prefetch(self, units: list[str]) -> None:
+        """Read the changed units that devices wait on, in one round trip, before waking
+        those devices: they find the new state cached instead of each waiting again on
+        a shared read (resuming 10,000 waiting requests twice costs real CPU)."""
+        wanted = [u for u in units if u in self._events]
+        if not wanted:
+            return
+        versions = [self._changed.get(u, 0) for u in wanted]
+        started = time.monotonic()
+        try:
+            states = await self.store.units_entries(wanted)
+        except Exception:  # the devices read for themselves
+            log.warning("reading %d changed units failed", len(wanted), exc_info=True)
+            return
+        for unit, version, entries in zip(wanted, versions, states, strict=True):
+            self._cache[unit] = (version, started, entries)
 
     def event_for(self, unit: str) -> asyncio.Event:
         """An event set at the unit's next change; take it *before* reading the state."""
@@ -243,13 +287,17 @@ class EndpointHub:
         """A unit's state, read from Redis once for all the devices asking at the same
         time (10,000 devices waking together make a few dozen reads, not 10,000).
 
-        A cached read is used while no change of the unit has been seen since it began
-        and it is younger than CACHE_S, which bounds staleness should the tail lag.
+        A cached read is used while the tail has seen no change of the unit since the
+        read began. Should the tail not be keeping up (Redis trouble), or the read be
+        older than the tail, it is trusted for CACHE_S only, which bounds staleness.
         """
         version = self._changed.get(unit, 0)
         cached = self._cache.get(unit)
-        if cached and cached[0] == version and time.monotonic() - cached[1] < CACHE_S:
-            return cached[2]
+        if cached and cached[0] == version:
+            now = time.monotonic()
+            following = cached[1] >= self._tail_from and now - self._tail_ok < TAIL_OK_S
+            if following or now - cached[1] < CACHE_S:
+                return cached[2]
         pending = self._reading.get(unit)
         if pending is not None:
             # Waiting on an event, not on the reader: a waiter that gives up (its device
@@ -277,23 +325,30 @@ class EndpointHub:
         self, endpoint: Endpoint, since: str | None
     ) -> tuple[str, list[dict[str, Any]]]:
         """(new cursor, entries changed after `since`) for one device."""
+        cursor, shown = await self._changes(endpoint, since)
+        return cursor, [s.data for s in shown]
+
+    async def _changes(self, endpoint: Endpoint, since: str | None) -> tuple[str, list[_Shown]]:
         entries = [e for e in await self.entries(endpoint.unit) if visible(e, endpoint)]
-        cursor = since if since is not None and seq_key(since) >= (0, 0) else None
-        latest = max((e.seq for e in entries), key=seq_key, default="0-0")
-        if cursor is not None and entries and seq_key(cursor) > seq_key(latest):
+        after = seq_key(since) if since is not None else (-1, -1)
+        latest = max(entries, key=lambda e: e.order, default=None)
+        if latest is not None and after > latest.order:
             # Ahead of everything this unit has (a restored server, a device bug): the
             # device gets the whole current state rather than waiting for a seq to pass.
-            cursor = None
-        newer = [e for e in entries if cursor is None or seq_key(e.seq) > seq_key(cursor)]
+            after = (-1, -1)
+        newer = [e for e in entries if e.order > after]
         now = now_ms()
         out = [self._present(e, endpoint, now) for e in newer]
-        best = latest if cursor is None or seq_key(latest) > seq_key(cursor) else cursor
+        if latest is not None and latest.order > after:
+            best = latest.seq
+        else:
+            best = since if since is not None and after >= (0, 0) else "0-0"
         for e, shown in zip(newer, out, strict=True):
-            if shown["reason"] != "expired":
+            if shown.data["reason"] != "expired":
                 self._fetched.append(_Fetch(e.alert, endpoint.kind.value, endpoint))
         return best, out
 
-    def _present(self, entry: UnitEntry, endpoint: Endpoint, now: int) -> dict[str, Any]:
+    def _present(self, entry: UnitEntry, endpoint: Endpoint, now: int) -> _Shown:
         """`present`, computed once for all the devices of a unit that see an entry the
         same way (same kind, languages and screen). The dict is shared: read-only."""
         d = endpoint.display
@@ -306,7 +361,7 @@ class EndpointHub:
         if shown is None:
             if len(self._presented) >= PRESENTED_MAX:
                 self._presented.clear()
-            shown = self._presented[key] = present(entry, endpoint, now, self.display)
+            shown = self._presented[key] = _Shown(present(entry, endpoint, now, self.display))
         return shown
 
     async def wait_changes(
@@ -326,21 +381,19 @@ class EndpointHub:
                 async with asyncio.timeout(left):
                     await event.wait()
 
-    async def stream(
-        self, endpoint: Endpoint, since: str | None
-    ) -> AsyncIterator[tuple[str, dict[str, Any]] | None]:
-        """Server-sent events: each change as (seq, entry); None for a keepalive."""
+    async def stream(self, endpoint: Endpoint, since: str | None) -> AsyncIterator[bytes]:
+        """Server-sent events: each change as an event frame; a comment for keepalive."""
         cursor = since
         while not self._stop.is_set():
             event = self.event_for(endpoint.unit)
-            cursor, changes = await self.changes(endpoint, cursor)
+            cursor, changes = await self._changes(endpoint, cursor)
             for change in changes:
-                yield change["seq"], change
+                yield change.frame()
             try:
                 async with asyncio.timeout(self.settings.keepalive_s):
                     await event.wait()
             except TimeoutError:
-                yield None
+                yield f": keepalive {int(time.time())}\n\n".encode()
 
     # -- receipts ----------------------------------------------------------------------
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
-import orjson
 from aiohttp import web
 
 from gateway.api.common import json_response, read_body
@@ -59,13 +56,8 @@ async def stream(request: web.Request) -> web.StreamResponse:
     hub.connected += 1  # the gauge warngate_endpoints_connected reads it
     try:
         await resp.write(b"retry: 5000\n\n")
-        async for item in hub.stream(endpoint, since):
-            if item is None:
-                await resp.write(f": keepalive {int(time.time())}\n\n".encode())
-                continue
-            seq, change = item
-            data = orjson.dumps(change).decode()
-            await resp.write(f"id: {seq}\nevent: {change['action']}\ndata: {data}\n\n".encode())
+        async for frame in hub.stream(endpoint, since):
+            await resp.write(frame)
     except (ConnectionResetError, RuntimeError):
         pass  # the device went away
     finally:
