@@ -3,8 +3,11 @@
 Each push channel has two send streams (lane `hi` for red/orange is always read before
 `lo`) and one consumer group; any number of workers may read them. For every batch:
 
-1. the alert's lifecycle is checked: deliveries of a cancelled, superseded or expired
-   alert are closed as `cancelled`/`expired`, never sent;
+1. the batch is registered as in flight, then the alert's lifecycle is checked:
+   deliveries of a cancelled, superseded or expired alert are closed as
+   `cancelled`/`expired`, never sent (nor retried once it ends). A Cancel or Update
+   planned while a batch is in flight counts its recipients as reached, so they get
+   the cancellation or update too;
 2. recipients that already have a receipt beyond `queued` are dropped (the sent-set:
    a batch taken over after a crash does not send twice to anyone it reached);
 3. the per-recipient hourly limit applies (SMS; red alerts may override it);
@@ -103,6 +106,18 @@ class Sender:
         return outcome
 
     async def _handle(self, batch: Batch) -> _Outcome:
+        if batch.kind == "cancel":  # nothing supersedes a cancellation
+            return await self._handle_batch(batch)
+        # Registered *before* the lifecycle check: a Cancel or Update planned from now
+        # on counts these recipients as reached; one planned before, this check sees.
+        ids = [r.id for r in batch.recipients]
+        await self.store.begin_send(batch.alert, batch.channel, batch.key, ids, KEEP_S)
+        try:
+            return await self._handle_batch(batch)
+        finally:
+            await self.store.end_send(batch.alert, batch.channel, batch.key)
+
+    async def _handle_batch(self, batch: Batch) -> _Outcome:
         channel = Channel(batch.channel)
         life = await self.store.lifecycle(batch.alert)
         if life is None:
@@ -211,6 +226,8 @@ class Sender:
         )
         try:
             async for attempt in retrying:
+                if tries and batch.kind != "cancel" and await self._superseded(batch):
+                    break  # cancelled or updated while waiting to retry: not sent
                 with attempt:
                     tries += 1
                     await self.store.add_attempt(batch.alert, batch.key, KEEP_S)
@@ -234,7 +251,15 @@ class Sender:
             await self._dead_letter(batch, channel, list(remaining.values()), exc, provider, state)
             closed = await self._close(batch, list(remaining.values()), state, str(exc))
             outcome.closed += closed.closed
+            return outcome
+        if remaining:  # left the loop: superseded between attempts
+            closed = await self._close(batch, list(remaining.values()), "cancelled", "alert ended")
+            outcome.closed += closed.closed
         return outcome
+
+    async def _superseded(self, batch: Batch) -> bool:
+        life = await self.store.lifecycle(batch.alert)
+        return life is not None and life[0] in ("cancelled", "updated")
 
     def _sleeper(self, batch: Batch) -> Callable[[float], Awaitable[None]]:
         """Sleep before a retry, re-claiming the stream entry so nobody takes it over."""

@@ -258,6 +258,10 @@ class Planner:
         for ref in record.supersedes:
             for channel in PUSH_CHANNELS:
                 reached[channel] |= await self.store.reached(ref, channel)
+                # Batches being sent as the Cancel or Update came: they may reach their
+                # recipients yet (the sender registered them before it checked the
+                # alert's state), so those are told too.
+                reached[channel] |= await self.store.in_flight(ref, channel)
             summary = await self.store.plan_summary(ref) or {}
             for channel in PULL_CHANNELS:
                 reached[channel] |= set(summary.get("pull_units", {}).get(channel.value, []))

@@ -51,6 +51,7 @@ class FakeProvider:
     calls: list[Call] = field(default_factory=list)
     port: int = 0
     gate: asyncio.Event | None = None  # when set up, calls wait for it before answering
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at every call
 
     @property
     def url(self) -> str:
@@ -78,6 +79,7 @@ class FakeProvider:
         behaviour = self.script.pop(0) if self.script else self.default
         call = Call(request.path, body, dict(request.headers), behaviour)
         self.calls.append(call)
+        self.arrived.set()
         if self.gate is not None:
             await self.gate.wait()
         kind, _, arg = behaviour.partition(":")

@@ -6,6 +6,7 @@ test is deterministic; waits the dispatcher asks for are recorded, not slept.
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -280,6 +281,58 @@ async def test_cancel_during_fan_out_stops_queued_sends_and_tells_who_got_it(
     cancel_ids = [rid(i) for i in gateway.sms.accepted_ids if i.startswith(f"{cancel['id']}:sms:")]
     assert sorted(cancel_ids) == sorted(reached)  # exactly those who had the warning
     assert len(sms_calls(gateway.sms)) > 4
+
+
+async def test_a_batch_in_flight_when_the_cancel_is_planned_gets_the_cancellation(
+    gateway: Gateway,
+) -> None:
+    alert = A.alert(geocodes=[UNIT], level="blue", severity="Minor")
+    first = await gateway.post(alert)
+    await gateway.plan_all()
+    gateway.sms.gate = asyncio.Event()  # the provider holds its answer
+    sending = asyncio.create_task(gateway.send_all([Channel.SMS], limit=1))
+    await asyncio.wait_for(gateway.sms.arrived.wait(), 10)  # the batch is at the provider
+    in_flight = set(gateway.sms.calls[0].ids)
+    # Cancelled and planned while the provider has the batch but has not answered:
+    # no `sent` receipt exists yet for these recipients.
+    d = await gateway.deliveries(first["id"])
+    assert "sent" not in d["counts"].get("sms", {})
+    cancel = await gateway.post(A.alert(msg_type="Cancel", references=[alert], level="blue",
+                                        severity="Minor", geocodes=[UNIT]))  # fmt: skip
+    await gateway.plan_all()
+    gateway.sms.gate.set()
+    await sending
+    gateway.sms.gate = None
+    await gateway.send_all([Channel.SMS])
+    got_warning = {rid(i) for i in in_flight}
+    cancel_ids = [rid(i) for i in gateway.sms.accepted_ids if i.startswith(f"{cancel['id']}:sms:")]
+    assert sorted(cancel_ids) == sorted(got_warning)  # each told once, nobody else
+    assert not await gateway.store.in_flight(first["id"], "sms")  # nothing left registered
+
+
+async def test_cancelled_between_retries_the_rest_is_not_sent(gateway: Gateway) -> None:
+    alert = A.alert(geocodes=[UNIT], level="blue", severity="Minor")
+    first = await gateway.post(alert)
+    await gateway.plan_all()
+    gateway.sms.script = ["503"]
+    cancelled = False
+
+    async def cancel_while_waiting(seconds: float) -> None:
+        nonlocal cancelled
+        if not cancelled:
+            cancelled = True
+            await gateway.post(A.alert(msg_type="Cancel", references=[alert], level="blue",
+                                       severity="Minor", geocodes=[UNIT]))  # fmt: skip
+
+    gateway.workers.sender.sleep = cancel_while_waiting
+    await gateway.send_all([Channel.SMS], limit=1)
+    assert cancelled
+    assert [c.behaviour for c in gateway.sms.calls] == ["503"]  # no second attempt
+    await gateway.send_all([Channel.SMS])  # the other batch: closed unsent too
+    assert len(gateway.sms.calls) == 1
+    d = await gateway.deliveries(first["id"])
+    assert d["counts"]["sms"]["cancelled"] == d["planned"]["sms"]
+    assert d["dead_letters"] == []
 
 
 async def test_update_goes_to_those_reached_and_new_units_get_the_alert(

@@ -328,6 +328,28 @@ class DeliveryStore(StoreBase):
     async def attempts(self, alert: str, entry: str) -> int:
         return int(await self.redis.hget(self.keys.attempts(alert), entry) or 0)
 
+    async def begin_send(
+        self, alert: str, channel: str, batch: str, ids: Sequence[str], ttl_s: int
+    ) -> None:
+        """A batch is about to be sent: until `end_send`, its recipients count as
+        reached for a Cancel or Update planned meanwhile (`in_flight`)."""
+        key = self.keys.in_flight(alert, channel)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, batch, UNIT_SEP.join(ids))
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def end_send(self, alert: str, channel: str, batch: str) -> None:
+        await self.redis.hdel(self.keys.in_flight(alert, channel), batch)
+
+    async def in_flight(self, alert: str, channel: str) -> set[str]:
+        """Recipients of batches of `alert` being sent right now (or whose worker died
+        mid-batch: they may have it)."""
+        out: set[str] = set()
+        for packed in await self.redis.hvals(self.keys.in_flight(alert, channel)):
+            out.update(x for x in packed.split(UNIT_SEP) if x)
+        return out
+
     async def add_attempt(self, alert: str, entry: str, ttl_s: int) -> int:
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.hincrby(self.keys.attempts(alert), entry, 1)

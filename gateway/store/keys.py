@@ -14,6 +14,9 @@ Dispatch
     p:msg:{alert}             hash    rendered messages, `{channel}|{unit}|{lang}|{kind}`
     p:q:send:{channel}:{lane} stream  batches of recipients for one provider call
     p:att:{alert}             hash    attempts per batch entry (survives restarts)
+    p:fly:{alert}:{channel}   hash    batches being sent: batch key → recipient ids
+                                      (a Cancel or Update planned meanwhile counts them
+                                      as reached)
     p:dead                    stream  batches that exhausted their attempts, with error
     p:rcpt:{alert}:{channel}  hash    recipient/endpoint id →
                                       `state|ms|unit|persons|lang|groups|attempts|note`
@@ -81,6 +84,9 @@ class Keys:
 
     def attempts(self, alert: str) -> str:
         return self._("att", alert)
+
+    def in_flight(self, alert: str, channel: str) -> str:
+        return self._("fly", alert, channel)
 
     @property
     def dead(self) -> str:
