@@ -68,6 +68,14 @@ HEADLINES: dict[str, list[tuple[str, str, str | None]]] = {
             "long-poll: last endpoint has the cancel (s)",
             "pull_cancel_reference_last_s",
         ),
+        *(
+            (
+                f"sse_{ph}_last_s",
+                f"SSE: last endpoint has the {ph} (s)",
+                f"sse_{ph}_reference_last_s",
+            )
+            for ph in ("alert", "update", "cancel")
+        ),
     ],
     "peer_apprise": [
         ("apprise_per_s", "Apprise notify(), 1,000 webhooks (msg/s)", None),

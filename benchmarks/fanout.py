@@ -19,9 +19,11 @@ XREADGROUP (count 100) + XACK/XDEL: the storage ceiling for this fan-out.
 (one aiohttp ClientSession with `TCPConnector(limit=0)` each); time from the POST until
 each endpoint has received the new alert, then an Update, then the Cancel.
 
+**sse**: the same with every endpoint holding a server-sent-events stream instead.
+
 The long-poll machinery (device clients, the bare server) is in `benchmarks.longpoll`.
 
-    python -m benchmarks.fanout [--quick] [--reps N] [--only sms|pull] [--device-procs K]
+    python -m benchmarks.fanout [--quick] [--reps N] [--only sms|pull|sse] [--device-procs K]
 """
 
 from __future__ import annotations
@@ -377,7 +379,9 @@ def _profiled(p: dict[str, Any], pyspy: str, rep: int) -> dict[str, Any]:
 # -- entry point -------------------------------------------------------------------------
 
 
-def _summary(sms: list[dict[str, Any]], pull: list[dict[str, Any]]) -> dict[str, Any]:
+def _summary(
+    sms: list[dict[str, Any]], pull: list[dict[str, Any]], sse: list[dict[str, Any]]
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if sms:
         ref = [r["reference"] for r in sms]
@@ -418,27 +422,32 @@ def _summary(sms: list[dict[str, Any]], pull: list[dict[str, Any]]) -> dict[str,
                 ),
             }
         )
-    if pull:
-        for phase in ("alert", "update", "cancel"):
-            rows = [ph for r in pull for ph in r["phases"] if ph["phase"] == phase]
-            out[f"pull_{phase}_last_s"] = summarize([ph["last_s"] for ph in rows], "s")
-            out[f"pull_{phase}_p50_s"] = summarize([ph["p50_s"] for ph in rows], "s")
-            out[f"pull_{phase}_planned_s"] = summarize([ph["planned_s"] for ph in rows], "s")
-            out[f"pull_{phase}_missing"] = sum(ph["missing"] for ph in rows)
-            out[f"pull_{phase}_receipts_recorded"] = min(
-                ph["fetch_receipts_recorded"] for ph in rows
-            )
-            out[f"pull_{phase}_receipts_recorded_s"] = summarize(
-                [ph["fetch_receipts_recorded_s"] for ph in rows], "s"
-            )
-            out[f"pull_{phase}_server_errors"] = sum(ph["gateway_errors_logged"] for ph in rows)
-            ref = [ph for r in pull for ph in r["reference"]["phases"] if ph["phase"] == phase]
-            out[f"pull_{phase}_reference_last_s"] = summarize([ph["last_s"] for ph in ref], "s")
-            out[f"pull_{phase}_ratio_last"] = summarize(
-                [g["last_s"] / b["last_s"] for g, b in zip(rows, ref, strict=True)], "x"
-            )
-        out["pull_endpoints"] = pull[0]["endpoints"]
-        out["pull_client_procs"] = pull[0]["client_procs"]
+    for part, runs in (("pull", pull), ("sse", sse)):
+        if runs:
+            out.update(_pull_summary(part, runs))
+    return out
+
+
+def _pull_summary(part: str, runs: list[dict[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for phase in ("alert", "update", "cancel"):
+        rows = [ph for r in runs for ph in r["phases"] if ph["phase"] == phase]
+        out[f"{part}_{phase}_last_s"] = summarize([ph["last_s"] for ph in rows], "s")
+        out[f"{part}_{phase}_p50_s"] = summarize([ph["p50_s"] for ph in rows], "s")
+        out[f"{part}_{phase}_planned_s"] = summarize([ph["planned_s"] for ph in rows], "s")
+        out[f"{part}_{phase}_missing"] = sum(ph["missing"] for ph in rows)
+        out[f"{part}_{phase}_receipts_recorded"] = min(ph["fetch_receipts_recorded"] for ph in rows)
+        out[f"{part}_{phase}_receipts_recorded_s"] = summarize(
+            [ph["fetch_receipts_recorded_s"] for ph in rows], "s"
+        )
+        out[f"{part}_{phase}_server_errors"] = sum(ph["gateway_errors_logged"] for ph in rows)
+        ref = [ph for r in runs for ph in r["reference"]["phases"] if ph["phase"] == phase]
+        out[f"{part}_{phase}_reference_last_s"] = summarize([ph["last_s"] for ph in ref], "s")
+        out[f"{part}_{phase}_ratio_last"] = summarize(
+            [g["last_s"] / b["last_s"] for g, b in zip(rows, ref, strict=True)], "x"
+        )
+    out[f"{part}_endpoints"] = runs[0]["endpoints"]
+    out[f"{part}_client_procs"] = runs[0]["client_procs"]
     return out
 
 
@@ -446,7 +455,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true")
     parser.add_argument("--reps", type=int)
-    parser.add_argument("--only", choices=("sms", "pull"))
+    parser.add_argument("--only", choices=("sms", "pull", "sse"))
     parser.add_argument("--device-procs", type=int, default=2)
     parser.add_argument("--py-spy", default=None, help="path of py-spy: profile the gateway")
     parser.add_argument(
@@ -470,6 +479,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         p["reps"] = p["pull_reps"] = args.reps
     sms_runs: list[dict[str, Any]] = []
     pull_runs: list[dict[str, Any]] = []
+    sse_runs: list[dict[str, Any]] = []
     big = config_dir(p["sms"], p["endpoints"])
     pull_dir = config_dir(0, p["endpoints"], recipients=0)
     if args.only in (None, "sms"):
@@ -480,6 +490,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         pull_runs = run_pull(
             pull_dir, p["pull_reps"], args.device_procs, args.py_spy, args.redis_max_connections
         )
+    if args.only in (None, "sse"):
+        log(f"{NAME} sse: {pull_dir.describe()}; {args.device_procs} client processes")
+        sse_runs = run_pull(
+            pull_dir, p["pull_reps"], args.device_procs, args.py_spy,
+            args.redis_max_connections, transport="sse",
+        )  # fmt: skip
     params = {
         **p,
         "county": COUNTY,
@@ -494,8 +510,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         NAME,
         sys.argv[1:] if argv is None else argv,
         params,
-        {"sms": sms_runs, "pull": pull_runs},
-        _summary(sms_runs, pull_runs),
+        {"sms": sms_runs, "pull": pull_runs, "sse": sse_runs},
+        _summary(sms_runs, pull_runs, sse_runs),
     )
     default = f"{NAME}.quick" if args.quick else NAME
     if args.only:

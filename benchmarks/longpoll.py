@@ -1,10 +1,12 @@
-"""Benchmark helper: endpoints long-polling the gateway, and a bare long-poll server.
+"""Benchmark helper: endpoints pulling from the gateway, and a bare aiohttp server.
 
-Used by `benchmarks.fanout` (part **pull**): the gateway serves a directory whose county
-holds ~10,000 loudspeakers and screens; client processes keep one long-poll open per
+Used by `benchmarks.fanout` (parts **pull** and **sse**): the gateway serves a directory
+whose county holds ~10,000 loudspeakers and screens; client processes keep one long-poll
+(`transport="poll"`) or one server-sent-events stream (`transport="sse"`) open per
 endpoint (one `aiohttp.ClientSession` with `TCPConnector(limit=0)` each); an alert, an
 Update and a Cancel are POSTed and the time until every endpoint has each is recorded.
-The same clients then do the same against a bare aiohttp long-poll server (the ceiling).
+The same clients then do the same against a bare aiohttp server that holds the same
+connections on one `asyncio.Event` and answers with a prepared message (the ceiling).
 """
 
 from __future__ import annotations
@@ -85,11 +87,12 @@ def _gateway_child(conn: Connection, p: dict[str, Any]) -> None:
 
 
 class _Devices:
-    """Long-polling devices of one client process, and when each saw which alert.
+    """Pulling devices of one client process, and when each saw which alert.
 
-    They behave as docs/endpoint-protocol.md recommends: `wait=30` with a 45 s client
-    timeout, ask again at once after an answer, and after an error back off 1, 2, 4 …
-    60 s plus a random part.
+    They behave as docs/endpoint-protocol.md recommends. Long-poll: `wait=30` with a
+    45 s client timeout, ask again at once after an answer. Stream: one GET of
+    `/stream`, resumed with `Last-Event-ID` if it ends. After an error, back off 1, 2,
+    4 … 60 s plus a random part.
     """
 
     def __init__(self, port: int, ids: list[str]) -> None:
@@ -129,6 +132,54 @@ class _Devices:
             self.changed.set()
         return True
 
+    def _saw(self, eid: str, data: bytes, now: float) -> None:
+        message = orjson.loads(data)
+        self.cursor[eid] = message["seq"]
+        self.seen.setdefault(message["id"], {}).setdefault(eid, now)
+        self.changed.set()
+
+    async def stream(
+        self, http: aiohttp.ClientSession, eid: str, opened: asyncio.Event | None = None
+    ) -> bool:
+        """One stream until it ends: False after an error, True if the server closed it."""
+        headers = {"Authorization": f"Bearer {device_token(eid)}"}
+        cursor = self.cursor[eid]
+        if cursor:
+            headers["Last-Event-ID"] = cursor
+        try:
+            async with http.get(
+                f"{self.base}/{eid}/stream", headers=headers,
+                timeout=aiohttp.ClientTimeout(total=None, sock_read=90),
+            ) as r:  # fmt: skip
+                if r.status != 200:
+                    self.errors[str(r.status)] += 1
+                    return False
+                if opened is not None:
+                    opened.set()
+                self.responses += 1
+                data = b""
+                async for line in r.content:
+                    if line.startswith(b"data:"):
+                        data = line[5:].strip()
+                    elif line in (b"\n", b"\r\n") and data:
+                        self._saw(eid, data, time.time())
+                        data = b""
+            return True
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            self.errors[type(exc).__name__] += 1
+            return False
+
+    async def stream_forever(
+        self, http: aiohttp.ClientSession, eid: str, opened: asyncio.Event
+    ) -> None:
+        backoff = 1.0
+        while True:
+            if await self.stream(http, eid, opened):
+                backoff = 1.0
+                continue
+            await asyncio.sleep(backoff + random.uniform(0, backoff))
+            backoff = min(backoff * 2, 60.0)
+
     async def poll_forever(self, http: aiohttp.ClientSession, eid: str) -> None:
         backoff = 1.0
         while True:
@@ -148,7 +199,7 @@ class _Devices:
         return {"times": times, "missing": len(self.ids) - len(times), "errors": dict(self.errors)}
 
 
-def _devices_child(conn: Connection, port: int, ids: list[str]) -> None:
+def _devices_child(conn: Connection, port: int, ids: list[str], transport: str) -> None:
     async def run() -> None:
         raise_fd_limit()
         devices = _Devices(port, ids)
@@ -163,8 +214,18 @@ def _devices_child(conn: Connection, port: int, ids: list[str]) -> None:
                             return
                         await asyncio.sleep(1.0)
 
-            await asyncio.gather(*(first(eid) for eid in ids))
-            tasks = [asyncio.create_task(devices.poll_forever(http, eid)) for eid in ids]
+            async def open_stream(eid: str) -> asyncio.Task[None]:
+                async with gate:
+                    opened = asyncio.Event()
+                    task = asyncio.create_task(devices.stream_forever(http, eid, opened))
+                    await opened.wait()
+                    return task
+
+            if transport == "sse":
+                tasks = list(await asyncio.gather(*(open_stream(eid) for eid in ids)))
+            else:
+                await asyncio.gather(*(first(eid) for eid in ids))
+                tasks = [asyncio.create_task(devices.poll_forever(http, eid)) for eid in ids]
             cpu0 = cpu_seconds()
             conn.send({"ready": len(ids), "errors": dict(devices.errors)})
             loop = asyncio.get_running_loop()
@@ -239,8 +300,12 @@ def run_pull(
     procs: int,
     pyspy: str | None = None,
     max_conn: int | None = None,
+    transport: str = "poll",
 ) -> list[dict[str, Any]]:
-    """Each repetition: the gateway, then the bare long-poll reference, same clients."""
+    """Each repetition: the gateway, then the bare reference, same clients.
+
+    `transport`: "poll" (long-poll `/messages`) or "sse" (`/stream`).
+    """
     ids = _county_endpoints(bdir.path)
     runs = []
     with redis_server() as server, FakeProvider() as fake:
@@ -252,11 +317,13 @@ def run_pull(
                 "provider_url": fake.url,
                 "max_conn": max_conn,
             }
-            spy_out = f"/tmp/wg-pull-pyspy-{rep}.txt" if pyspy else None
-            result = _pull_once(Child(_gateway_child, params), ids, procs, server, pyspy, spy_out)
-            result["reference"] = _pull_once(Child(_bare_child), ids, procs, None, None, None)
+            spy_out = f"/tmp/wg-{transport}-pyspy-{rep}.txt" if pyspy else None
+            gw = Child(_gateway_child, params)
+            result = _pull_once(gw, ids, procs, server, pyspy, spy_out, transport)
+            bare = Child(_bare_child)
+            result["reference"] = _pull_once(bare, ids, procs, None, None, None, transport)
             log(
-                f"{NAME} pull rep {rep + 1}/{reps}: "
+                f"{NAME} {transport} rep {rep + 1}/{reps}: "
                 + ", ".join(
                     f"{ph['phase']} last {ph['last_s']:.2f}s (missing {ph['missing']})"
                     for ph in result["phases"]
@@ -275,6 +342,7 @@ def _pull_once(
     server: Any,
     pyspy: str | None,
     spy_out: str | None,
+    transport: str,
 ) -> dict[str, Any]:
     """Connect every endpoint to the server in `gw`, run the three phases, stop."""
     clients: list[Child] = []
@@ -282,12 +350,13 @@ def _pull_once(
         ready = gw.wait_ready(300)
         port = ready["port"]
         chunks = [ids[i::procs] for i in range(procs)]
-        clients = [Child(_devices_child, port, chunk) for chunk in chunks]
+        clients = [Child(_devices_child, port, chunk, transport) for chunk in chunks]
         for c in clients:
             c.wait_ready(300)
         parked_s, _ = asyncio.run(_wait_parked(port, len(ids)))
         spy = start_pyspy(pyspy, ready["pid"], spy_out) if spy_out else None
         result = _pull_phases(port, clients, gw, server, len(ids))
+        result["transport"] = transport
         if spy is not None:
             spy.send_signal(2)
             spy.wait(60)
@@ -310,12 +379,15 @@ def _pull_once(
 
 
 def _bare_child(conn: Connection) -> None:
-    """The ceiling for this stack: aiohttp parking long-polls on one asyncio.Event and
-    answering each with a prepared ~2 KB JSON message when an alert is posted."""
+    """The ceiling for this stack: aiohttp parking long-polls (or holding streams) on one
+    asyncio.Event and answering each with a prepared ~2 KB JSON message (or event) when
+    an alert is posted."""
 
     async def serve() -> None:
         raise_fd_limit()
-        state: dict[str, Any] = {"event": asyncio.Event(), "body": b"", "seq": 0, "held": 0}
+        state: dict[str, Any] = {
+            "event": asyncio.Event(), "body": b"", "frame": b"", "seq": 0, "held": 0
+        }  # fmt: skip
         pad = "预警" * 300
 
         async def messages(request: web.Request) -> web.Response:
@@ -335,12 +407,34 @@ def _bare_child(conn: Connection) -> None:
                 body = state["body"]
             return web.Response(body=body, content_type="application/json")
 
+        async def stream(request: web.Request) -> web.StreamResponse:
+            resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+            await resp.prepare(request)
+            await resp.write(b"retry: 5000\n\n")
+            seq = int(request.headers.get("Last-Event-ID") or state["seq"])
+            state["held"] += 1
+            try:
+                while True:
+                    if seq < state["seq"]:
+                        seq = state["seq"]
+                        await resp.write(state["frame"])
+                    with contextlib.suppress(TimeoutError):
+                        async with asyncio.timeout(30):
+                            await state["event"].wait()
+            except (ConnectionResetError, RuntimeError):
+                pass
+            finally:
+                state["held"] -= 1
+            return resp
+
         async def post(request: web.Request) -> web.Response:
             await request.read()
             state["seq"] += 1
             alert = f"bare-{state['seq']}"
             message = {"id": alert, "seq": str(state["seq"]), "action": "play", "text": pad}
             state["body"] = orjson.dumps({"cursor": str(state["seq"]), "messages": [message]})
+            data = orjson.dumps(message).decode()
+            state["frame"] = f"id: {state['seq']}\nevent: play\ndata: {data}\n\n".encode()
             event, state["event"] = state["event"], asyncio.Event()
             event.set()
             return web.json_response({"id": alert}, status=202)
@@ -350,6 +444,7 @@ def _bare_child(conn: Connection) -> None:
 
         app = web.Application()
         app.router.add_get("/api/v1/endpoints/{id}/messages", messages)
+        app.router.add_get("/api/v1/endpoints/{id}/stream", stream)
         app.router.add_post("/api/v1/alerts", post)
         app.router.add_get("/metrics", metrics)
         runner = web.AppRunner(app, shutdown_timeout=2.0)
