@@ -176,7 +176,7 @@ def code_state() -> dict[str, Any]:
 
     return {
         "commit": git("rev-parse", "--short", "HEAD"),
-        "modified": git("status", "--short", "--", "gateway", "channels", "templates").split(),
+        "modified": git("status", "--short", "--", "gateway", "channels", "templates").splitlines(),
     }
 
 
