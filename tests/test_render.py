@@ -304,3 +304,29 @@ def test_screens_of_the_unit_bound_the_display_text(cfg: Config, renderer: Rende
 def test_rendering_marks_the_speech_estimate() -> None:
     assert speech_seconds("暴雨" * 20, "zh") == 10.0  # four characters a second
     assert speech_seconds("one two three four", "en") == pytest.approx(4 / 2.3, abs=0.1)
+
+
+def test_a_screen_too_small_for_the_address_names_the_village_alone(
+    cfg: Config, renderer: Renderer
+) -> None:
+    """The shorter variant of a screen text names the village, not its whole address:
+    with a page budget where the full text does not fit, the short one does."""
+    units = sorted({e.unit for e in cfg.directory.endpoints.values() if e.display is not None})
+    budgets = [
+        Renderer(renderer.dir, cfg.hazards, cfg.directory, RenderSettings(display_max_pages=n))
+        for n in range(1, 6)
+    ]
+    found = []
+    for unit in units:
+        for lang in cfg.directory.divisions[unit].languages:
+            for tight in budgets:
+                try:
+                    out = render(tight, Channel.DISPLAY, lang, unit=unit)
+                except LimitExceeded:
+                    continue
+                if out.variant == "short":
+                    found.append((unit, lang))
+                    assert renderer.place(unit, lang) not in out.text
+                    assert renderer._label(unit, lang) in out.text
+                break
+    assert found  # some screens of the sample are that small
