@@ -395,9 +395,16 @@ class Sender:
     async def _choose(self, channel: Channel) -> PushAdapter:
         route = self.config.settings.channels[channel]
         primary = self.adapters[f"{channel}/{route.primary}"]
-        state = await self.store.breaker_state(route.primary, now=self.clock())
+        if not route.secondary:
+            # Nowhere to fail over to: the provider's circuit (another channel may fail
+            # over from it) is only reported, and its probe left to that channel.
+            state = await self.store.breaker_peek(route.primary, now=self.clock())
+            self.metrics.circuit_state.labels(route.primary).set(state)
+            return primary
+        probe_ms = int(route.breaker.cooldown_s * 1000)
+        state = await self.store.breaker_state(route.primary, probe_ms, now=self.clock())
         self.metrics.circuit_state.labels(route.primary).set(state)
-        if state == 1 and route.secondary:
+        if state == 1:
             self.metrics.failovers.labels(channel.value, route.primary, route.secondary).inc()
             return self.adapters[f"{channel}/{route.secondary}"]
         return primary

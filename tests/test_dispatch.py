@@ -230,6 +230,39 @@ async def test_failover_to_secondary_and_back(gateway: Gateway) -> None:
     assert 'warngate_circuit_state{provider="sms-main"} 0.0' in metrics
 
 
+async def test_half_open_sends_one_probe_whatever_the_number_of_workers(
+    gateway: Gateway,
+) -> None:
+    """After the cool-down exactly one caller probes the primary; the others keep using
+    the secondary until the probe reports (then: closed, or open for another cool-down).
+    A probe that never reports is presumed lost after a cool-down."""
+    store, provider = gateway.store, "sms-main"
+    b = gateway.config.settings.channels[Channel.SMS].breaker
+    cool = int(b.cooldown_s * 1000)
+    t = gateway.clock[0]
+
+    async def record(ok: bool, now: int) -> int:
+        return await store.breaker_record(
+            provider, ok, window_ms=int(b.window_s * 1000), error_rate=b.error_rate,
+            min_calls=b.min_calls, cooldown_ms=cool, now=now,
+        )  # fmt: skip
+
+    for _ in range(b.min_calls):
+        await record(False, t)
+    assert await store.breaker_state(provider, cool, now=t) == 1  # open
+    t += cool + 1
+    states = [await store.breaker_state(provider, cool, now=t) for _ in range(5)]
+    assert states == [2, 1, 1, 1, 1]  # one probe; four callers stay on the secondary
+    assert await record(False, t) == 1  # the probe failed: open again
+    assert await store.breaker_state(provider, cool, now=t + 1) == 1
+    t += cool + 1
+    assert await store.breaker_state(provider, cool, now=t) == 2  # next probe
+    t += cool + 1  # ... lost: never reported
+    assert await store.breaker_state(provider, cool, now=t) == 2  # another may go
+    assert await record(True, t) == 0
+    assert await store.breaker_state(provider, cool, now=t) == 0  # closed for everyone
+
+
 async def test_per_recipient_hourly_limit_and_red_override(gateway: Gateway) -> None:
     sender = gateway.workers.sender
     sender.settings = sender.settings.model_copy(update={"recipient_hourly_limit": 1})

@@ -20,7 +20,7 @@ from redis.exceptions import ResponseError
 
 from gateway.receipts import FINAL, RANK
 from gateway.store.base import StoreBase, now_ms
-from gateway.store.scripts import ADVANCE, BREAKER, QUOTA, SENT, TOKENS
+from gateway.store.scripts import ADVANCE, BREAKER, PROBE, QUOTA, SENT, TOKENS
 
 __all__ = ["Batch", "BatchRecipient", "DeliveryStore", "ReceiptUpdate"]
 
@@ -112,12 +112,14 @@ class DeliveryStore(StoreBase):
         "_tokens": TOKENS,
         "_quota": QUOTA,
         "_breaker": BREAKER,
+        "_probe": PROBE,
         "_sent": SENT,
     }
     _advance: AsyncScript
     _tokens: AsyncScript
     _quota: AsyncScript
     _breaker: AsyncScript
+    _probe: AsyncScript
     _sent: AsyncScript
 
     # -- consumer groups -------------------------------------------------------------
@@ -459,13 +461,22 @@ class DeliveryStore(StoreBase):
         )
         return int(res)
 
-    async def breaker_state(self, provider: str, now: int | None = None) -> int:
-        """0 closed, 1 open, 2 half-open (the cooldown has passed: one probe may go)."""
+    async def breaker_peek(self, provider: str, now: int | None = None) -> int:
+        """The state without taking the probe: 0 closed, 1 open, 2 half-open."""
         raw = await self.redis.hget(self.keys.breaker(provider), "open_until")
         until = int(raw or 0)
         if until == 0:
             return 0
         return 1 if (now or now_ms()) < until else 2
+
+    async def breaker_state(self, provider: str, probe_ms: int, now: int | None = None) -> int:
+        """For a caller about to send: 0 closed, 1 open, 2 half-open and this caller
+        sends the one probe (single flight across all workers: the others see 1 until
+        it reports through `breaker_record`, or `probe_ms` passes)."""
+        res = await self._probe(
+            keys=[self.keys.breaker(provider)], args=[now or now_ms(), probe_ms]
+        )
+        return int(res)
 
 
 UNIT_SEP = "\x1f"

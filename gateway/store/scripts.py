@@ -14,7 +14,7 @@ import orjson
 
 from gateway.receipts import CONFIRMED, FINAL, RANK
 
-__all__ = ["ADVANCE", "BREAKER", "QUOTA", "SENT", "TOKENS"]
+__all__ = ["ADVANCE", "BREAKER", "PROBE", "QUOTA", "SENT", "TOKENS"]
 
 
 def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
@@ -153,10 +153,11 @@ local open_until = tonumber(redis.call('HGET', h, 'open_until') or 0)
 if open_until > 0 and now >= open_until then
   -- half-open: this call was the probe
   if ok then
-    redis.call('HSET', h, 'open_until', 0, 'start', now, 'ok', 1, 'err', 0)
+    redis.call('HSET', h, 'open_until', 0, 'probe_until', 0, 'start', now, 'ok', 1, 'err', 0)
     return 0
   end
-  redis.call('HSET', h, 'open_until', now + cooldown, 'start', now, 'ok', 0, 'err', 0)
+  redis.call('HSET', h, 'open_until', now + cooldown, 'probe_until', 0, 'start', now,
+             'ok', 0, 'err', 0)
   return 1
 end
 if open_until > 0 then return 1 end
@@ -171,4 +172,18 @@ if okc + errc >= min_calls and errc / (okc + errc) >= rate then
   return 1
 end
 return 0
+"""
+
+PROBE = """
+-- KEYS: breaker hash; ARGV: now_ms, probe_ms
+-- The state for one caller about to send: 0 closed, 1 open, 2 half-open *and this caller
+-- is the one probe* (no other caller is probing; a probe not reported within probe_ms
+-- is presumed lost and another may go). Everyone else sees 1 until the probe reports.
+local now = tonumber(ARGV[1])
+local open_until = tonumber(redis.call('HGET', KEYS[1], 'open_until') or 0)
+if open_until == 0 then return 0 end
+if now < open_until then return 1 end
+if tonumber(redis.call('HGET', KEYS[1], 'probe_until') or 0) > now then return 1 end
+redis.call('HSET', KEYS[1], 'probe_until', now + tonumber(ARGV[2]))
+return 2
 """
