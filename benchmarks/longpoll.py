@@ -19,6 +19,7 @@ import math
 import os
 import random
 import resource
+import threading
 import time
 from collections import Counter
 from multiprocessing.connection import Connection
@@ -483,14 +484,20 @@ def _pull_phases(port: int, clients: list[Child], gw: Child, server: Any, n: int
         gw0 = gw.ask("cpu")
         redis_cpu0 = cpu_seconds(redis_pid) if redis_pid else 0.0
         t_post, t_accept, answer = asyncio.run(post_alert(port, data))
+        # The receipts are watched from the POST on, beside the devices (not after them).
+        found: dict[str, tuple[int, float]] = {}
+        watch = threading.Thread(
+            target=_watch_receipts,
+            args=(found, server.url if server else "", answer["id"], n, t_post),
+        )
+        if server:
+            watch.start()
         replies = [c.ask(("wait", answer["id"], 120.0), timeout=300) for c in clients]
         times = sorted(t - t_post for r in replies for t in r["times"])
         planned = asyncio.run(_plan_done(server.url, answer["id"])) if server else None
-        recorded, recorded_s = (
-            asyncio.run(_fetch_receipts(server.url, answer["id"], n, t_post))
-            if server
-            else (None, math.nan)
-        )
+        if server:
+            watch.join(60)
+        recorded, recorded_s = found.get("got", (None, math.nan))
         gw1 = gw.ask("cpu")
         phases.append(
             {
@@ -528,22 +535,29 @@ def _errors(log_counts: dict[str, int]) -> int:
     return sum(n for key, n in log_counts.items() if key.startswith("ERROR"))
 
 
+def _watch_receipts(
+    found: dict[str, tuple[int, float]], url: str, alert: str, n: int, t_post: float
+) -> None:
+    found["got"] = asyncio.run(_fetch_receipts(url, alert, n, t_post))
+
+
 async def _fetch_receipts(url: str, alert: str, n: int, t_post: float) -> tuple[int, float]:
     """Endpoints whose fetch of `alert` the gateway recorded (`sent`), and when the count
-    last grew (seconds after the POST). The hub writes them every 0.2 s, but while it
-    answers thousands of devices its flush gets its turns late: waits up to 20 s."""
+    last grew (seconds after the POST), polled every 0.05 s for up to 20 s. The hub
+    writes them every 0.2 s, but while it answers thousands of devices its flush gets
+    its turns late."""
     redis = Redis.from_url(url, decode_responses=True)
     fields = [f"n|{c}|sent" for c in ("loudspeaker", "display")]
     count, at = 0, math.nan
     try:
-        for _ in range(200):
+        for _ in range(400):
             values = await redis.hmget(Keys("bench").agg(alert), fields)
             now = sum(int(v or 0) for v in values)
             if now > count:
                 count, at = now, time.time() - t_post
             if count >= n:
                 break
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(0.05)
     finally:
         await redis.aclose()
     return count, at
