@@ -16,7 +16,8 @@ log = logging.getLogger("warngate.app")
 async def sleep_or_stop(stop: asyncio.Event, seconds: float) -> None:
     """Sleep, but wake as soon as `stop` is set."""
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+        async with asyncio.timeout(seconds):  # no extra task, unlike wait_for
+            await stop.wait()
 
 
 async def stop_tasks(tasks: Iterable[asyncio.Task[object]], grace_s: float = 5.0) -> None:

@@ -21,7 +21,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -411,7 +411,8 @@ class EndpointHub:
             raise
 
     async def _write(self, seen: dict[str, int], fetched: list[_Fetch]) -> None:
-        await self.store.seen(seen)
+        # The writes go out together: while 10,000 devices are being answered, every
+        # await of this loop waits its turn behind them.
         groups: dict[tuple[str, str], dict[str, ReceiptUpdate]] = {}
         for f in fetched:
             ep = f.endpoint
@@ -422,12 +423,21 @@ class EndpointHub:
                     " ".join(ep.groups),
                 )  # fmt: skip
             groups.setdefault((f.alert, f.channel), {})[ep.id] = update
+        writes: list[Awaitable[Any]] = [self.store.seen(seen)]
         for (alert, channel), updates in groups.items():
             accepted = await self._accepted(alert)
             if accepted is None:
                 continue
-            await self.store.record(alert, channel, list(updates.values()), accepted_ms=accepted)
-            self.metrics.deliveries.labels(channel, "-", "sent").inc(len(updates))
+            writes.append(
+                self.store.record(alert, channel, list(updates.values()), accepted_ms=accepted)
+            )
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        for r in results:
+            if isinstance(r, BaseException):
+                raise r  # all is written again with the next flush (idempotent)
+        for (alert, channel), updates in groups.items():
+            if alert in self._accepted_ms:
+                self.metrics.deliveries.labels(channel, "-", "sent").inc(len(updates))
 
     async def _flush_forever(self) -> None:
         while not self._stop.is_set():

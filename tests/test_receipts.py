@@ -11,6 +11,7 @@ import pytest
 from gateway.callbacks import relay_code
 from gateway.models import Channel
 from gateway.receipts import DeliveryState, ProviderStatusMap, advance
+from gateway.store import ReceiptUpdate
 from tests import alerts as A
 from tests.conftest import Gateway
 from tests.test_dispatch import UNIT, recipients
@@ -245,3 +246,17 @@ async def test_an_unknown_channel_in_a_receipt_id_is_ignored_not_a_crash(
     resp = await callback(gateway, [{"id": f"{alert}:pigeon:r1", "status": "DELIVRD"}])
     assert resp.status == 200
     assert (await resp.json())["ignored"][0]["reason"] == "not a delivery id of this channel"
+
+
+async def test_bulk_receipts_in_several_chunks_count_each_delivery_once(gateway: Gateway) -> None:
+    updates = [
+        ReceiptUpdate(f"r{i:05d}", "sent", "652301001001", "2", "zh", "") for i in range(2500)
+    ]
+    store = gateway.store
+    assert await store.record("a-bulk", "sms", updates, accepted_ms=0, chunk=1000) == 2500
+    again = await store.record("a-bulk", "sms", updates, accepted_ms=0, chunk=1000)
+    assert again == 0  # a repeat changes nothing
+    agg = await store.redis.hgetall(store.keys.agg("a-bulk"))
+    assert agg["n|sms|sent"] == "2500"
+    assert int(agg["n|sms|queued"]) == -2500  # counted queued by the planner, not here
+    assert sum(int(v) for k, v in agg.items() if k.startswith("s|sms|652301001001|")) == 5000
