@@ -403,6 +403,48 @@ async def test_devices_asking_together_share_one_read_that_outlives_who_started_
     await held.aclose(close_connection_pool=True)
 
 
+async def test_woken_devices_find_the_new_state_read_once_and_kept_while_the_tail_follows(
+    prefix: str, config: Config, redis: Redis
+) -> None:
+    """The hub's tail reads a changed unit before it wakes the unit's devices: five
+    parked devices cost one read. The state stays cached while the tail follows (here
+    longer than the 1 s that bounds it when the tail does not), so a device asking
+    again later costs no read; a change of the unit makes the next ask read again."""
+    store = Store(redis, prefix)
+    hub = EndpointHub(store, config.directory, config.settings.endpoints, Metrics())
+    entry = {
+        "action": "play",
+        "kind": "alert",
+        "expires": now_ms() + 600_000,
+        "messages": {"loudspeaker": {"zh": {"text": "PLAY"}}},
+    }
+    await hub.start()
+    try:
+        speaker = config.directory.endpoints[SPEAKER]
+        await store.publish(UNIT, "a-1", entry, require_active=False)
+        first = await hub.wait_changes(speaker, None, 10)  # the tail follows from here
+        cursor = first[0]
+        parked = [asyncio.create_task(hub.wait_changes(speaker, cursor, 10)) for _ in range(5)]
+        await asyncio.sleep(0)  # they are waiting
+        before = await hgetall_calls(redis)
+        await store.publish(UNIT, "a-2", entry, require_active=False)
+        woken = await asyncio.wait_for(asyncio.gather(*parked), 10)
+        assert [[m["id"] for m in changes] for _, changes in woken] == [["a-2"]] * 5
+        # One HGETALL inside the publish script (it prunes expired entries), one read
+        # for the five devices.
+        assert await hgetall_calls(redis) - before == 2
+        latest = woken[0][0]
+        await asyncio.sleep(1.2)  # past CACHE_S: only the tail keeps the state valid now
+        again = await hub.changes(speaker, latest)
+        assert again == (latest, [])
+        assert await hgetall_calls(redis) - before == 2  # no new read
+        await store.publish(UNIT, "a-3", entry, require_active=False)
+        got = await asyncio.wait_for(hub.wait_changes(speaker, latest, 10), 10)
+        assert [m["id"] for m in got[1]] == ["a-3"]
+    finally:
+        await hub.close()
+
+
 async def hgetall_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
