@@ -40,7 +40,7 @@ from gateway.config import Config
 from gateway.errors import RetryableError, SendError
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
-from gateway.store import Batch, BatchRecipient, ReceiptUpdate, Store, now_ms
+from gateway.store import Batch, BatchRecipient, BatchStart, ReceiptUpdate, Store, now_ms
 from gateway.store.deliveries import SEND_GROUP
 
 __all__ = ["Sender", "build_adapters"]
@@ -106,31 +106,36 @@ class Sender:
         return outcome
 
     async def _handle(self, batch: Batch) -> _Outcome:
-        if batch.kind == "cancel":  # nothing supersedes a cancellation
-            return await self._handle_batch(batch)
-        # Registered *before* the lifecycle check: a Cancel or Update planned from now
-        # on counts these recipients as reached; one planned before, this check sees.
-        ids = [r.id for r in batch.recipients]
-        await self.store.begin_send(batch.alert, batch.channel, batch.key, ids, KEEP_S)
+        # A batch is registered as in flight *before* the lifecycle is read (same round
+        # trip, in that order): a Cancel or Update planned from now on counts these
+        # recipients as reached; one planned before, this read sees. Nothing supersedes
+        # a cancellation, so those are not registered.
+        register = batch.kind != "cancel"
+        start = await self.store.batch_start(
+            batch.alert,
+            batch.channel,
+            batch.key,
+            [r.id for r in batch.recipients],
+            batch.message,
+            register_ttl_s=KEEP_S if register else None,
+        )
         try:
-            return await self._handle_batch(batch)
+            return await self._handle_batch(batch, start)
         finally:
-            await self.store.end_send(batch.alert, batch.channel, batch.key)
+            if register:
+                await self.store.end_send(batch.alert, batch.channel, batch.key)
 
-    async def _handle_batch(self, batch: Batch) -> _Outcome:
+    async def _handle_batch(self, batch: Batch, start: BatchStart) -> _Outcome:
         channel = Channel(batch.channel)
-        life = await self.store.lifecycle(batch.alert)
-        if life is None:
+        if start.life is None:
             log.error("batch %s for unknown alert %s dropped", batch.entry, batch.alert)
             return _Outcome()
-        state, expires_ms, _ = life
+        state, expires_ms, _ = start.life
         if batch.kind != "cancel" and state in ("cancelled", "updated"):
             return await self._close(batch, batch.recipients, "cancelled", f"alert {state}")
         if state == "expired" or expires_ms <= now_ms():
             return await self._close(batch, batch.recipients, "expired", "alert expired")
-        sent = await self.store.already_sent(
-            batch.alert, batch.channel, [r.id for r in batch.recipients]
-        )
+        sent = start.sent
         todo = [r for r in batch.recipients if r.id not in sent]
         done = [r for r in batch.recipients if r.id in sent] if sent else []
         if done:
@@ -151,10 +156,12 @@ class Sender:
         todo = await self._recipient_limit(batch, channel, todo)
         if not todo:
             return _Outcome()
-        message = await self._message(batch)
+        message = self._message(batch, start.message)
         if message is None:
             return await self._close(batch, todo, "failed", "rendered message missing")
-        return await self.send_with_retries(batch, channel, todo, message, expires_ms)
+        return await self.send_with_retries(
+            batch, channel, todo, message, expires_ms, done_before=start.attempts
+        )
 
     async def _recipient_limit(
         self, batch: Batch, channel: Channel, todo: list[BatchRecipient]
@@ -172,9 +179,7 @@ class Sender:
             await self._close(batch, over, "failed", "recipient hourly limit")
         return [r for r, ok in zip(todo, allowed, strict=True) if ok]
 
-    async def _message(self, batch: Batch) -> Message | None:
-        found = await self.store.messages(batch.alert, [batch.message])
-        raw = found.get(batch.message)
+    def _message(self, batch: Batch, raw: str | None) -> Message | None:
         if raw is None:
             return None
         m = orjson.loads(raw)
@@ -196,10 +201,11 @@ class Sender:
         todo: list[BatchRecipient],
         message: Message,
         expires_ms: int,
+        *,
+        done_before: int,
     ) -> _Outcome:
         outcome = _Outcome()
         remaining = {r.id: r for r in todo}
-        done_before = await self.store.attempts(batch.alert, batch.key)
         left = max(self.settings.max_attempts - done_before, 1)
         provider = "-"
         tries = 0

@@ -2,7 +2,13 @@
 
 from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
 from gateway.store.base import now_ms
-from gateway.store.deliveries import Batch, BatchRecipient, DeliveryStore, ReceiptUpdate
+from gateway.store.deliveries import (
+    Batch,
+    BatchRecipient,
+    BatchStart,
+    DeliveryStore,
+    ReceiptUpdate,
+)
 from gateway.store.keys import Keys
 from gateway.store.units import Publish, UnitEntry, UnitStore, seq_key
 
@@ -10,6 +16,7 @@ __all__ = [
     "AcceptOutcome",
     "Batch",
     "BatchRecipient",
+    "BatchStart",
     "Keys",
     "Publish",
     "ReceiptUpdate",

@@ -22,7 +22,7 @@ from gateway.receipts import FINAL, RANK
 from gateway.store.base import StoreBase, now_ms
 from gateway.store.scripts import ADVANCE, BREAKER, PROBE, QUOTA, SENT, TOKENS
 
-__all__ = ["Batch", "BatchRecipient", "DeliveryStore", "ReceiptUpdate"]
+__all__ = ["Batch", "BatchRecipient", "BatchStart", "DeliveryStore", "ReceiptUpdate"]
 
 SEND_GROUP = "senders"
 PLAN_GROUP = "planners"
@@ -104,6 +104,16 @@ class ReceiptUpdate(NamedTuple):
     groups: str = ""
     attempts: str = ""
     note: str = ""  # provider for sent, error code for failed
+
+
+@dataclass(frozen=True)
+class BatchStart:
+    """See `DeliveryStore.batch_start`."""
+
+    life: tuple[str, int, int] | None  # (state, expires ms, received ms)
+    sent: set[str]  # recipients with a receipt beyond `queued`
+    message: str | None  # the rendered message (JSON), if found
+    attempts: int  # made so far for this batch
 
 
 class DeliveryStore(StoreBase):
@@ -238,12 +248,6 @@ class DeliveryStore(StoreBase):
         raw = await self.redis.hget(self.keys.plan(alert), "summary")
         return cast(dict[str, Any], orjson.loads(raw)) if raw else None
 
-    async def messages(self, alert: str, fields: Sequence[str]) -> dict[str, str]:
-        if not fields:
-            return {}
-        values = await self.redis.hmget(self.keys.messages(alert), list(fields))
-        return {f: v for f, v in zip(fields, values, strict=True) if v is not None}
-
     async def rendered(
         self, alert: str, *, unit: str | None = None, limit: int = 500
     ) -> dict[str, str]:
@@ -302,15 +306,6 @@ class DeliveryStore(StoreBase):
                 await self._advance(keys=keys, args=args, client=pipe)
             return sum(int(n) for n in await pipe.execute())
 
-    async def already_sent(self, alert: str, channel: str, ids: Sequence[str]) -> set[str]:
-        """Of these deliveries, those with a receipt beyond `queued` (the sent-set)."""
-        if not ids:
-            return set()
-        found = await self._sent(
-            keys=[self.keys.receipts(alert, channel)], args=[UNIT_SEP.join(ids)]
-        )
-        return set(found.split(UNIT_SEP)) if found else set()
-
     async def reached(self, alert: str, channel: str) -> set[str]:
         """Recipients/endpoints an alert version was sent to (sent or further, not final)."""
         out: set[str] = set()
@@ -338,16 +333,38 @@ class DeliveryStore(StoreBase):
     async def attempts(self, alert: str, entry: str) -> int:
         return int(await self.redis.hget(self.keys.attempts(alert), entry) or 0)
 
-    async def begin_send(
-        self, alert: str, channel: str, batch: str, ids: Sequence[str], ttl_s: int
-    ) -> None:
-        """A batch is about to be sent: until `end_send`, its recipients count as
-        reached for a Cancel or Update planned meanwhile (`in_flight`)."""
-        key = self.keys.in_flight(alert, channel)
+    async def batch_start(
+        self,
+        alert: str,
+        channel: str,
+        batch: str,
+        ids: Sequence[str],
+        message: str,
+        *,
+        register_ttl_s: int | None,
+    ) -> BatchStart:
+        """What the sender needs before a batch, in one round trip, in this order:
+        register the batch as in flight (unless `register_ttl_s` is None): until
+        `end_send`, its recipients count as reached for a Cancel or Update planned
+        meanwhile (`in_flight`); then the alert's lifecycle, the sent-set (recipients with
+        a receipt beyond `queued`), the rendered message and the attempts so far."""
+        packed = UNIT_SEP.join(ids)
         async with self.redis.pipeline(transaction=False) as pipe:
-            pipe.hset(key, batch, UNIT_SEP.join(ids))
-            pipe.expire(key, ttl_s)
-            await pipe.execute()
+            if register_ttl_s is not None:
+                pipe.hset(self.keys.in_flight(alert, channel), batch, packed)
+                pipe.expire(self.keys.in_flight(alert, channel), register_ttl_s)
+            pipe.hmget(self.keys.alert(alert), ["state", "expires", "received"])
+            await self._sent(keys=[self.keys.receipts(alert, channel)], args=[packed], client=pipe)
+            pipe.hget(self.keys.messages(alert), message)
+            pipe.hget(self.keys.attempts(alert), batch)
+            res = await pipe.execute()
+        (state, expires, received), found, text, attempts = res[-4:]
+        return BatchStart(
+            life=None if state is None else (str(state), int(expires or 0), int(received or 0)),
+            sent=set(found.split(UNIT_SEP)) if found else set(),
+            message=text,
+            attempts=int(attempts or 0),
+        )
 
     async def end_send(self, alert: str, channel: str, batch: str) -> None:
         await self.redis.hdel(self.keys.in_flight(alert, channel), batch)
