@@ -368,8 +368,13 @@ class Planner:
     ) -> None:
         """Loudspeakers and screens: one entry per unit, all their languages in it."""
         by_unit: dict[str, dict[str, Any]] = {}
+        views: set[tuple[str, Channel, Kind, tuple[str, ...]]] = set()
         for e in plan.endpoints:
             unit = e.endpoint.unit
+            view = (unit, e.channel, e.kind, tuple(e.endpoint.languages))
+            if view in views:  # the same messages as a device already seen
+                continue
+            views.add(view)
             entry = by_unit.setdefault(unit, {"kind": e.kind.value, "messages": {}, "expiry": {}})
             for lang in e.endpoint.languages:
                 for kind, target in ((e.kind.value, "messages"), (EXPIRY, "expiry")):

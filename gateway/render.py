@@ -17,6 +17,7 @@ per channel × language × unit × kind, never per recipient.
 
 from __future__ import annotations
 
+import functools
 import re
 import unicodedata
 from collections import Counter
@@ -60,6 +61,7 @@ _WORDS_PER_SECOND = {"ug": 2.0, "kk": 2.0, "mn": 1.8, "en": 2.3}
 _NO_LINE_START = frozenset("，。！？、；：）》」』】,.!?;:)]}%")
 
 
+@functools.cache  # a few thousand distinct characters, looked up millions of times
 def _is_cjk(c: str) -> bool:
     return unicodedata.east_asian_width(c) in ("W", "F")
 
@@ -195,6 +197,13 @@ class Renderer:
         for path in sorted((self.dir / "guidance").glob("*.yaml")):
             self.guidance[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         self._names = set(self.env.list_templates(extensions=["j2"]))
+
+    def compile_all(self) -> int:
+        """Compile every template now (jinja2 otherwise compiles each on first use), so
+        that the first warning after a start does not wait for it; how many."""
+        for name in sorted(self._names):
+            self.env.get_template(name)
+        return len(self._names)
 
     @property
     def languages(self) -> list[str]:
