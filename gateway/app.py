@@ -126,6 +126,8 @@ def create_app(
     app[METRICS] = Metrics()
     s = config.settings
     app[RENDERER] = Renderer(s.templates_dir, config.hazards, config.directory, s.render)
+    if background:
+        app[RENDERER].compile_all()  # a serving process: the first alert is not slower
     app.cleanup_ctx.append(_redis_ctx)
     app.cleanup_ctx.append(_http_ctx)
     app.cleanup_ctx.append(_hub_ctx)

@@ -330,3 +330,13 @@ def test_a_screen_too_small_for_the_address_names_the_village_alone(
                     assert renderer._label(unit, lang) in out.text
                 break
     assert found  # some screens of the sample are that small
+
+
+def test_every_shipped_template_compiles(cfg: Config, renderer: Renderer) -> None:
+    """Serving processes compile all templates at start (the first warning does not
+    wait for jinja2), so a template that does not compile fails here, not at an alert."""
+    shipped = {
+        str(p.relative_to(renderer.dir)) for p in renderer.dir.rglob("*.j2")
+    }  # fmt: skip
+    fresh = Renderer(renderer.dir, cfg.hazards, cfg.directory, RenderSettings())
+    assert fresh.compile_all() == len(shipped) > 80
