@@ -21,7 +21,7 @@ import hmac
 import logging
 import math
 import time
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -423,21 +423,23 @@ class EndpointHub:
                     " ".join(ep.groups),
                 )  # fmt: skip
             groups.setdefault((f.alert, f.channel), {})[ep.id] = update
-        writes: list[Awaitable[Any]] = [self.store.seen(seen)]
-        for (alert, channel), updates in groups.items():
-            accepted = await self._accepted(alert)
-            if accepted is None:
-                continue
-            writes.append(
-                self.store.record(alert, channel, list(updates.values()), accepted_ms=accepted)
-            )
-        results = await asyncio.gather(*writes, return_exceptions=True)
+        # Looked up first: should that fail, no write has been started.
+        accepted = {alert: await self._accepted(alert) for alert, _ in groups}
+        jobs = [
+            (alert, channel, list(updates.values()), accepted_ms)
+            for (alert, channel), updates in groups.items()
+            if (accepted_ms := accepted[alert]) is not None
+        ]
+        results = await asyncio.gather(
+            self.store.seen(seen),
+            *(self.store.record(a, ch, ups, accepted_ms=ms) for a, ch, ups, ms in jobs),
+            return_exceptions=True,
+        )
         for r in results:
             if isinstance(r, BaseException):
                 raise r  # all is written again with the next flush (idempotent)
-        for (alert, channel), updates in groups.items():
-            if alert in self._accepted_ms:
-                self.metrics.deliveries.labels(channel, "-", "sent").inc(len(updates))
+        for _, channel, ups, _ in jobs:
+            self.metrics.deliveries.labels(channel, "-", "sent").inc(len(ups))
 
     async def _flush_forever(self) -> None:
         while not self._stop.is_set():

@@ -10,7 +10,9 @@ from typing import Any
 
 import aiohttp
 import orjson
+import pytest
 from redis.asyncio import BlockingConnectionPool, Redis
+from redis.exceptions import ConnectionError as RedisConnectionError
 
 from gateway.config import Config
 from gateway.directory import Endpoint
@@ -443,6 +445,39 @@ async def test_woken_devices_find_the_new_state_read_once_and_kept_while_the_tai
         assert [m["id"] for m in got[1]] == ["a-3"]
     finally:
         await hub.close()
+
+
+async def test_receipts_a_flush_could_not_write_go_with_the_next_one(
+    gateway: Gateway, redis_url: str, prefix: str, config: Config, redis: Redis
+) -> None:
+    """Redis unavailable at a flush (here: its only connection taken): the `sent`
+    receipts and last-request times are kept and written by the next flush."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    pool = BlockingConnectionPool.from_url(
+        redis_url, max_connections=1, timeout=0.2, decode_responses=True
+    )
+    held = Redis(connection_pool=pool)
+    hub = EndpointHub(Store(held, prefix), config.directory, config.settings.endpoints, Metrics())
+    speaker = config.directory.endpoints[SPEAKER]
+    hub.seen(SPEAKER)
+    _, changes = await hub.changes(speaker, None)
+    assert [m["id"] for m in changes] == [body["id"]]
+    gate = f"{prefix}:test-gate"
+    blocker = asyncio.create_task(held.blpop([gate], timeout=30))
+    while not any(c["cmd"] == "blpop" for c in await redis.client_list()):  # noqa: ASYNC110
+        await asyncio.sleep(0.01)  # (polling Redis' state, not ours)
+    with pytest.raises(RedisConnectionError):
+        await hub.flush()
+    d = await gateway.deliveries(body["id"])
+    assert "sent" not in d["counts"].get("loudspeaker", {})
+    await redis.lpush(gate, "go")
+    await blocker
+    await hub.flush()
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["loudspeaker"]["sent"] == 1
+    assert await redis.hget(Store(redis, prefix).keys.last_requests, SPEAKER)
+    await held.aclose(close_connection_pool=True)
 
 
 async def hgetall_calls(redis: Redis) -> int:
