@@ -486,16 +486,16 @@ def _pull_phases(port: int, clients: list[Child], gw: Child, server: Any, n: int
         t_post, t_accept, answer = asyncio.run(post_alert(port, data))
         # The receipts are watched from the POST on, beside the devices (not after them).
         found: dict[str, tuple[int, float]] = {}
-        watch = threading.Thread(
-            target=_watch_receipts,
-            args=(found, server.url if server else "", answer["id"], n, t_post),
-        )
-        if server:
+        watch = None
+        if server:  # the bare reference writes no receipts
+            watch = threading.Thread(
+                target=_watch_receipts, args=(found, server.url, answer["id"], n, t_post)
+            )
             watch.start()
         replies = [c.ask(("wait", answer["id"], 120.0), timeout=300) for c in clients]
         times = sorted(t - t_post for r in replies for t in r["times"])
         planned = asyncio.run(_plan_done(server.url, answer["id"])) if server else None
-        if server:
+        if watch is not None:
             watch.join(60)
         recorded, recorded_s = found.get("got", (None, math.nan))
         gw1 = gw.ask("cpu")
