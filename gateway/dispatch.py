@@ -27,7 +27,7 @@ import logging
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -65,6 +65,9 @@ class _Outcome:
     sent: int = 0
     failed: int = 0
     closed: int = 0
+    # Recipients of the batch who may have the message now: accepted by a provider, maybe
+    # sent, or sent before. What a Cancel or Update of this alert must reach.
+    reached: list[str] = field(default_factory=list)
 
 
 class Sender:
@@ -119,11 +122,14 @@ class Sender:
             batch.message,
             register_ttl_s=KEEP_S if register else None,
         )
-        try:
-            return await self._handle_batch(batch, start)
-        finally:
-            if register:
-                await self.store.end_send(batch.alert, batch.channel, batch.key)
+        # Left registered in full if anything escapes: whoever takes the batch over
+        # ends it, and meanwhile its recipients count as reached.
+        outcome = await self._handle_batch(batch, start)
+        if register:
+            await self.store.end_send(
+                batch.alert, batch.channel, batch.key, outcome.reached, KEEP_S
+            )
+        return outcome
 
     async def _handle_batch(self, batch: Batch, start: BatchStart) -> _Outcome:
         channel = Channel(batch.channel)
@@ -131,13 +137,20 @@ class Sender:
             log.error("batch %s for unknown alert %s dropped", batch.entry, batch.alert)
             return _Outcome()
         state, expires_ms, _ = start.life
-        if batch.kind != "cancel" and state in ("cancelled", "updated"):
-            return await self._close(batch, batch.recipients, "cancelled", f"alert {state}")
-        if state == "expired" or expires_ms <= now_ms():
-            return await self._close(batch, batch.recipients, "expired", "alert expired")
         sent = start.sent
         todo = [r for r in batch.recipients if r.id not in sent]
         done = [r for r in batch.recipients if r.id in sent] if sent else []
+        # Those sent before (a batch taken over) keep their state: closing applies only
+        # to deliveries that never left.
+        ended = None
+        if batch.kind != "cancel" and state in ("cancelled", "updated"):
+            ended = ("cancelled", f"alert {state}")
+        elif state == "expired" or expires_ms <= now_ms():
+            ended = ("expired", "alert expired")
+        if ended is not None:
+            outcome = await self._close(batch, todo, *ended)
+            outcome.reached = [r.id for r in done]
+            return outcome
         if done:
             # Already sent (a batch taken over after a crash, or a receipt that came
             # before our own record): not again. Telling the store what these deliveries
@@ -154,14 +167,19 @@ class Sender:
                 reach_state=reach_state(channel),
             )
         todo = await self._recipient_limit(batch, channel, todo)
+        before = [r.id for r in done]
         if not todo:
-            return _Outcome()
+            return _Outcome(reached=before)
         message = self._message(batch, start.message)
         if message is None:
-            return await self._close(batch, todo, "failed", "rendered message missing")
-        return await self.send_with_retries(
+            outcome = await self._close(batch, todo, "failed", "rendered message missing")
+            outcome.reached = before
+            return outcome
+        outcome = await self.send_with_retries(
             batch, channel, todo, message, expires_ms, done_before=start.attempts
         )
+        outcome.reached = before + outcome.reached
+        return outcome
 
     async def _recipient_limit(
         self, batch: Batch, channel: Channel, todo: list[BatchRecipient]
@@ -246,6 +264,7 @@ class Sender:
                     )
                     outcome.sent += sent
                     outcome.failed += failed
+                    outcome.reached += [rid for rid in result.accepted if rid in remaining]
                     remaining = {rid: remaining[rid] for rid in result.retry}
                     if remaining:
                         code = next(iter(result.retry.values()))

@@ -131,8 +131,8 @@ class Planner:
         await self.store.save_plan(alert, summary, renders.messages, {}, accepted_ms, ttl)
         if renders.relay_codes:
             await self.store.save_relay_codes(renders.relay_codes, ttl)
-        await self._publish_units(record, plan, renders, previous)
-        await self._enqueue(record, plan, renders, accepted_ms)
+        await self._publish_units(record, plan, renders, previous, phase="plan")
+        await self._enqueue(record, plan, renders, accepted_ms, phase="plan")
         await self.store.mark_plan_done(alert, ttl)
         self.metrics.plans.labels("planned").inc()
         self.metrics.plan_seconds.observe(time.perf_counter() - started)
@@ -174,9 +174,11 @@ class Planner:
             await self.store.save_messages(record.id, renders.messages, ttl)
         if renders.relay_codes:
             await self.store.save_relay_codes(renders.relay_codes, ttl)
+        phase = f"esc|{unit}|{step}"
         if plan.endpoints:
-            await self._publish_units(record, plan, renders, None, merge=True)
-        await self._enqueue(record, plan, renders, int(record.received.timestamp() * 1000))
+            await self._publish_units(record, plan, renders, None, merge=True, phase=phase)
+        accepted_ms = int(record.received.timestamp() * 1000)
+        await self._enqueue(record, plan, renders, accepted_ms, phase=phase)
         return plan.count()
 
     async def expire(self, alert: str) -> int:
@@ -251,23 +253,38 @@ class Planner:
     async def _earlier_versions(
         self, record: AlertRecord
     ) -> tuple[dict[Channel, frozenset[str]], AlertRecord | None]:
-        """Who had the versions this one updates or cancels, and the latest of them."""
+        """Who may have had any version this one updates or cancels, and the latest of
+        those it references.
+
+        The whole chain counts, not only the versions referenced: someone an earlier
+        Update never reached (its batch closed unsent when a later version came) still
+        has the original, and must hear that it ended."""
         if not record.supersedes:
             return {}, None
         reached: dict[Channel, set[str]] = {c: set() for c in Channel}
-        for ref in record.supersedes:
+        chain = await self._chain(record)
+        for ref in chain:
             for channel in PUSH_CHANNELS:
-                reached[channel] |= await self.store.reached(ref, channel)
-                # Batches being sent as the Cancel or Update came: they may reach their
-                # recipients yet (the sender registered them before it checked the
-                # alert's state), so those are told too.
-                reached[channel] |= await self.store.in_flight(ref, channel)
-            summary = await self.store.plan_summary(ref) or {}
+                reached[channel] |= await self.store.may_have(ref.id, channel)
+            summary = await self.store.plan_summary(ref.id) or {}
             for channel in PULL_CHANNELS:
                 reached[channel] |= set(summary.get("pull_units", {}).get(channel.value, []))
-        previous = await self.store.get_alerts(record.supersedes)
-        latest = max(previous, key=lambda r: r.received) if previous else None
+        direct = [r for r in chain if r.id in record.supersedes]
+        latest = max(direct, key=lambda r: r.received) if direct else None
         return {c: frozenset(ids) for c, ids in reached.items() if ids}, latest
+
+    async def _chain(self, record: AlertRecord, limit: int = 200) -> list[AlertRecord]:
+        """Every earlier version this one supersedes, directly or through others."""
+        seen: dict[str, AlertRecord] = {}
+        frontier = list(record.supersedes)
+        while frontier and len(seen) < limit:
+            found = await self.store.get_alerts([a for a in frontier if a not in seen])
+            frontier = []
+            for r in found:
+                if r.id not in seen and r.id != record.id:
+                    seen[r.id] = r
+                    frontier.extend(r.supersedes)
+        return list(seen.values())
 
     # -- rendering ---------------------------------------------------------------------
 
@@ -364,9 +381,12 @@ class Planner:
         renders: _Renders,
         previous: AlertRecord | None,
         *,
+        phase: str,
         merge: bool = False,
     ) -> None:
-        """Loudspeakers and screens: one entry per unit, all their languages in it."""
+        """Loudspeakers and screens: one entry per unit, all their languages in it.
+        Publishing is idempotent (a unit's entry is replaced); counting is once per
+        `phase`."""
         by_unit: dict[str, dict[str, Any]] = {}
         views: set[tuple[str, Channel, Kind, tuple[str, ...]]] = set()
         for e in plan.endpoints:
@@ -387,7 +407,12 @@ class Planner:
             counts[e.channel] = counts.get(e.channel, 0) + 1
         # Counted before publishing: devices fetch at once, and a `sent` receipt must
         # never find its delivery not yet counted as queued.
-        await self.store.count_queued(record.id, {c.value: n for c, n in counts.items()})
+        await self.store.count_queued(
+            record.id,
+            {c.value: n for c, n in counts.items()},
+            marker=f"{phase}|pull",
+            ttl_s=self._ttl(record),
+        )
         is_cancel = record.alert.msgType is MsgType.CANCEL
         chain = sorted(set(record.supersedes) | set(previous.supersedes if previous else []))
         items: list[Publish] = []
@@ -423,17 +448,20 @@ class Planner:
         await self.store.publish_many(items)
 
     async def _enqueue(
-        self, record: AlertRecord, plan: Plan, renders: _Renders, accepted_ms: int
+        self, record: AlertRecord, plan: Plan, renders: _Renders, accepted_ms: int, *, phase: str
     ) -> None:
+        """Push recipients in provider-sized batches on the send streams, each batch
+        queued (and counted) once per `phase` however often planning runs."""
         lane = lane_of(record.level)
-        by_stream: dict[str, list[Batch]] = {}
-        queued: dict[str, int] = {}
+        ttl = self._ttl(record)
+        by_stream: dict[tuple[str, str], list[Batch]] = {}
         failed: dict[Channel, list[ReceiptUpdate]] = {}
+        failed_counts: dict[str, int] = {}
         for g in plan.push:
             key = message_field(g.channel, g.unit, g.language, g.kind)
             cols = g.columns
-            queued[g.channel.value] = queued.get(g.channel.value, 0) + len(g)
             if key in renders.failures:
+                failed_counts[g.channel.value] = failed_counts.get(g.channel.value, 0) + len(g)
                 failed.setdefault(g.channel, []).extend(
                     ReceiptUpdate(
                         cols.ids[i],
@@ -457,7 +485,7 @@ class Planner:
                 packed = "\n".join(
                     f"{ids[i]}\t{addresses[i]}\t{persons[i]}\t{groups[i]}" for i in rows
                 )
-                by_stream.setdefault(stream, []).append(
+                by_stream.setdefault((g.channel.value, stream), []).append(
                     Batch(
                         alert=record.id,
                         channel=g.channel.value,
@@ -470,12 +498,17 @@ class Planner:
                         packed=packed,
                     )
                 )
-        await self.store.count_queued(record.id, queued)
-        for channel, updates in failed.items():
-            await self.store.record(record.id, channel.value, updates, accepted_ms=accepted_ms)
-            self.metrics.deliveries.labels(channel.value, "-", "failed").inc(len(updates))
-        for stream, batches in by_stream.items():
-            await self.store.enqueue(stream, batches)
+        # Deliveries that cannot be rendered count as queued, then fail: once.
+        if await self.store.count_queued(
+            record.id, failed_counts, marker=f"{phase}|unrendered", ttl_s=ttl
+        ):
+            for channel, updates in failed.items():
+                await self.store.record(record.id, channel.value, updates, accepted_ms=accepted_ms)
+                self.metrics.deliveries.labels(channel.value, "-", "failed").inc(len(updates))
+        for (channel_name, stream), batches in by_stream.items():
+            await self.store.enqueue(
+                record.id, channel_name, stream, batches, phase=phase, ttl_s=ttl
+            )
 
     def _ttl(self, record: AlertRecord) -> int:
         left = record.expires.timestamp() - time.time()

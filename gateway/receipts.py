@@ -7,7 +7,9 @@
 A state only moves forward: a late `sent` never overwrites `delivered`, a repeated
 receipt changes nothing, and a final state is never left. Final states can only be
 entered before the delivery was confirmed (a message that was delivered stays
-delivered even if a provider reports a failure afterwards).
+delivered even if a provider reports a failure afterwards), and `cancelled` (the
+gateway's word for "never sent, the alert ended") only before it was sent: a delivery
+the provider took stays `sent`, and its delivery receipt still counts.
 
 The same rules run inside Redis (a Lua script in `store`, generated from the tables
 here) so that concurrent receipts for one delivery cannot race.
@@ -70,6 +72,8 @@ def advance(current: DeliveryState | None, new: DeliveryState) -> DeliveryState 
         return new
     if current in FINAL or current == new:
         return None
+    if new is S.CANCELLED:
+        return new if RANK[current] < RANK[S.SENT] else None
     if new in FINAL:
         return new if RANK[current] < RANK[S.DELIVERED] else None
     return new if RANK[new] > RANK[current] else None

@@ -180,12 +180,17 @@ class Gateway:
         return body
 
 
-def with_providers(config: Config, urls: dict[str, str], **dispatch: Any) -> Config:
+def with_providers(
+    config: Config, urls: dict[str, str], batch_size: int | None = None, **dispatch: Any
+) -> Config:
     s = config.settings
     providers = {}
     for name, p in s.providers.items():
         path = "/push" if p.kind == "app_http" else "/send"
-        providers[name] = p.model_copy(update={"url": urls[name] + path, "timeout_s": 2.0})
+        update: dict[str, Any] = {"url": urls[name] + path, "timeout_s": 2.0}
+        if batch_size is not None:
+            update["batch_size"] = batch_size
+        providers[name] = p.model_copy(update=update)
     d = s.dispatch.model_copy(
         update={"backoff_base_s": 0.01, "backoff_max_s": 0.05, "claim_idle_s": 1.0, **dispatch}
     )
@@ -194,14 +199,24 @@ def with_providers(config: Config, urls: dict[str, str], **dispatch: Any) -> Con
 
 
 @pytest.fixture
+def gateway_options() -> dict[str, Any]:
+    """Overrides for `with_providers` (a test module may redefine this fixture)."""
+    return {}
+
+
+@pytest.fixture
 async def gateway(
-    aiohttp_client: Any, aiohttp_server: Any, config: Config, redis: Redis
+    aiohttp_client: Any,
+    aiohttp_server: Any,
+    config: Config,
+    redis: Redis,
+    gateway_options: dict[str, Any],
 ) -> Gateway:
     fakes = {n: FakeProvider(n) for n in ("sms-main", "sms-backup", "push")}
     for fake in fakes.values():
         server = await aiohttp_server(fake.app())
         fake.port = server.port
-    cfg = with_providers(config, {n: f.url for n, f in fakes.items()})
+    cfg = with_providers(config, {n: f.url for n, f in fakes.items()}, **gateway_options)
     app = create_app(cfg, background=False)
     client = await aiohttp_client(app)
     workers = build_workers(app, "test")

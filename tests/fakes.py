@@ -65,10 +65,11 @@ class FakeProvider:
 
     @property
     def accepted_ids(self) -> list[str]:
-        """Delivery ids this provider accepted, in order (repeats included)."""
+        """Delivery ids this provider accepted, in order (repeats included). A slow
+        answer accepts too: the provider sends whether or not the client still waits."""
         out = []
         for call in self.calls:
-            out += call.ids if call.behaviour in ("ok",) else []
+            out += call.ids if call.behaviour == "ok" or call.behaviour.startswith("slow:") else []
             if call.behaviour.startswith(("reject:", "retry:")):
                 n = int(call.behaviour.split(":")[1])
                 out += call.ids[n:]

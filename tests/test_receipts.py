@@ -32,6 +32,8 @@ S = DeliveryState
         (S.ACKNOWLEDGED, S.DELIVERED, None),
         (S.SENT, S.FAILED, S.FAILED),
         (S.QUEUED, S.CANCELLED, S.CANCELLED),
+        (S.SENT, S.CANCELLED, None),  # the provider took it: it was sent, whatever came
+        (S.SENT, S.EXPIRED, S.EXPIRED),  # a provider's EXPIRED receipt
         (S.DELIVERED, S.FAILED, None),  # confirmed stays confirmed
         (S.FAILED, S.DELIVERED, None),  # final is final
         (S.EXPIRED, S.SENT, None),

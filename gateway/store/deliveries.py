@@ -18,9 +18,17 @@ import orjson
 from redis.commands.core import AsyncScript
 from redis.exceptions import ResponseError
 
-from gateway.receipts import FINAL, RANK
 from gateway.store.base import StoreBase, now_ms
-from gateway.store.scripts import ADVANCE, BREAKER, PROBE, QUOTA, SENT, TOKENS
+from gateway.store.scripts import (
+    ADVANCE,
+    BREAKER,
+    COUNT_ONCE,
+    ENQUEUE,
+    PROBE,
+    QUOTA,
+    SENT,
+    TOKENS,
+)
 
 __all__ = ["Batch", "BatchRecipient", "BatchStart", "DeliveryStore", "ReceiptUpdate"]
 
@@ -55,10 +63,22 @@ class Batch:
     stream: str = ""
     packed: str = ""  # the recipients as written to the stream, when built by the planner
 
+    FIELDS: ClassVar[tuple[str, ...]] = ("a", "c", "u", "l", "k", "m", "v", "t", "r")
+
     @property
     def key(self) -> str:
         """Unique among all send streams (entry ids are only unique within one)."""
         return f"{self.stream}#{self.entry}"
+
+    def first_id(self) -> str:
+        if self.recipients:
+            return self.recipients[0].id
+        return self.packed.split("\t", 1)[0]
+
+    def size(self) -> int:
+        if self.recipients:
+            return len(self.recipients)
+        return self.packed.count("\n") + 1 if self.packed else 0
 
     def fields(self) -> dict[str, str]:
         packed = self.packed or "\n".join("\t".join(map(str, r)) for r in self.recipients)
@@ -124,6 +144,8 @@ class DeliveryStore(StoreBase):
         "_breaker": BREAKER,
         "_probe": PROBE,
         "_sent": SENT,
+        "_enqueue": ENQUEUE,
+        "_count_once": COUNT_ONCE,
     }
     _advance: AsyncScript
     _tokens: AsyncScript
@@ -131,6 +153,8 @@ class DeliveryStore(StoreBase):
     _breaker: AsyncScript
     _probe: AsyncScript
     _sent: AsyncScript
+    _enqueue: AsyncScript
+    _count_once: AsyncScript
 
     # -- consumer groups -------------------------------------------------------------
 
@@ -234,15 +258,19 @@ class DeliveryStore(StoreBase):
             pipe.expire(self.keys.plan(alert), ttl_s)
             await pipe.execute()
 
-    async def count_queued(self, alert: str, counts: dict[str, int]) -> None:
+    async def count_queued(
+        self, alert: str, counts: dict[str, int], *, marker: str, ttl_s: int
+    ) -> bool:
         """Deliveries handed to a queue, counted per channel (no per-recipient write:
-        a delivery with no receipt yet is `queued`)."""
+        a delivery with no receipt yet is `queued`), once per `marker`: a planning run
+        repeated after a crash counts nothing twice. False if already counted."""
         if not counts:
-            return
-        async with self.redis.pipeline(transaction=False) as pipe:
-            for channel, n in counts.items():
-                pipe.hincrby(self.keys.agg(alert), f"n|{channel}|queued", n)
-            await pipe.execute()
+            return False
+        args: list[Any] = [ttl_s, marker]
+        for channel, n in counts.items():
+            args += [f"n|{channel}|queued", n]
+        keys = [self.keys.enqueued(alert), self.keys.agg(alert)]
+        return bool(await self._count_once(keys=keys, args=args))
 
     async def plan_summary(self, alert: str) -> dict[str, Any] | None:
         raw = await self.redis.hget(self.keys.plan(alert), "summary")
@@ -262,12 +290,24 @@ class DeliveryStore(StoreBase):
                 break
         return dict(sorted(out.items()))
 
-    async def enqueue(self, stream: str, batches: Sequence[Batch], chunk: int = 200) -> None:
+    async def enqueue(
+        self, alert: str, channel: str, stream: str, batches: Sequence[Batch], *,
+        phase: str, ttl_s: int, chunk: int = 200,
+    ) -> int:  # fmt: skip
+        """Queue batches and count their recipients as queued, each batch once: a batch
+        of the same planning `phase`, message and first recipient that is already
+        queued is not queued again. The number of batches queued."""
+        keys = [self.keys.enqueued(alert), self.keys.agg(alert), stream]
+        added = 0
         for i in range(0, len(batches), chunk):
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for b in batches[i : i + chunk]:
-                    pipe.xadd(stream, b.fields())
-                await pipe.execute()
+            args: list[Any] = [ttl_s, channel, len(Batch.FIELDS)]
+            for b in batches[i : i + chunk]:
+                fields = b.fields()
+                args += [f"{phase}|{b.message}|{b.first_id()}", b.size()]
+                for name in Batch.FIELDS:
+                    args += [name, fields[name]]
+            added += int(await self._enqueue(keys=keys, args=args))
+        return added
 
     # -- receipts --------------------------------------------------------------------
 
@@ -306,16 +346,6 @@ class DeliveryStore(StoreBase):
                 await self._advance(keys=keys, args=args, client=pipe)
             return sum(int(n) for n in await pipe.execute())
 
-    async def reached(self, alert: str, channel: str) -> set[str]:
-        """Recipients/endpoints an alert version was sent to (sent or further, not final)."""
-        out: set[str] = set()
-        key = self.keys.receipts(alert, channel)
-        async for rid, value in self.redis.hscan_iter(key, count=5000):
-            state = value.split("|", 1)[0]
-            if RANK.get(state, 0) >= 2 and state not in FINAL:
-                out.add(rid)
-        return out
-
     async def receipts_page(
         self, alert: str, channel: str, cursor: int, count: int
     ) -> tuple[int, list[tuple[str, str]]]:
@@ -344,10 +374,11 @@ class DeliveryStore(StoreBase):
         register_ttl_s: int | None,
     ) -> BatchStart:
         """What the sender needs before a batch, in one round trip, in this order:
-        register the batch as in flight (unless `register_ttl_s` is None): until
-        `end_send`, its recipients count as reached for a Cancel or Update planned
-        meanwhile (`in_flight`); then the alert's lifecycle, the sent-set (recipients with
-        a receipt beyond `queued`), the rendered message and the attempts so far."""
+        register the batch (unless `register_ttl_s` is None): from now on its
+        recipients count as reached for a Cancel or Update (`may_have`) until
+        `end_send` says whom it really reached; then the alert's lifecycle, the
+        sent-set (recipients with a receipt beyond `queued`), the rendered message and
+        the attempts so far."""
         packed = UNIT_SEP.join(ids)
         async with self.redis.pipeline(transaction=False) as pipe:
             if register_ttl_s is not None:
@@ -366,12 +397,26 @@ class DeliveryStore(StoreBase):
             attempts=int(attempts or 0),
         )
 
-    async def end_send(self, alert: str, channel: str, batch: str) -> None:
-        await self.redis.hdel(self.keys.in_flight(alert, channel), batch)
+    async def end_send(
+        self, alert: str, channel: str, batch: str, kept: Sequence[str], ttl_s: int
+    ) -> None:
+        """A batch is done: its register entry keeps the recipients that may have the
+        message (accepted, maybe sent, or sent before), or goes when there are none."""
+        key = self.keys.in_flight(alert, channel)
+        if not kept:
+            await self.redis.hdel(key, batch)
+            return
+        async with self.redis.pipeline(transaction=False) as pipe:
+            pipe.hset(key, batch, UNIT_SEP.join(kept))
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
 
-    async def in_flight(self, alert: str, channel: str) -> set[str]:
-        """Recipients of batches of `alert` being sent right now (or whose worker died
-        mid-batch: they may have it)."""
+    async def may_have(self, alert: str, channel: str) -> set[str]:
+        """Recipients who may have this alert version: those of every batch registered
+        before its lifecycle check (`batch_start`), less those it ended without sending
+        to (`end_send`). One read, consistent with every sender: a batch that saw the
+        alert still active registered first, so a Cancel or Update planned after the
+        state changed finds it here, whether it is still at the provider or long done."""
         out: set[str] = set()
         for packed in await self.redis.hvals(self.keys.in_flight(alert, channel)):
             out.update(x for x in packed.split(UNIT_SEP) if x)

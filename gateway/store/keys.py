@@ -14,9 +14,11 @@ Dispatch
     p:msg:{alert}             hash    rendered messages, `{channel}|{unit}|{lang}|{kind}`
     p:q:send:{channel}:{lane} stream  batches of recipients for one provider call
     p:att:{alert}             hash    attempts per batch entry (survives restarts)
-    p:fly:{alert}:{channel}   hash    batches being sent: batch key → recipient ids
-                                      (a Cancel or Update planned meanwhile counts them
-                                      as reached)
+    p:enq:{alert}             set     batches queued and counts made by its planning (a
+                                      second planning run after a crash adds nothing)
+    p:fly:{alert}:{channel}   hash    batches handed (or being handed) to a provider:
+                                      batch key → recipient ids that may have the
+                                      message; what a Cancel or Update counts as reached
     p:dead                    stream  batches that exhausted their attempts, with error
     p:rcpt:{alert}:{channel}  hash    recipient/endpoint id →
                                       `state|ms|unit|persons|lang|groups|attempts|note`
@@ -81,6 +83,9 @@ class Keys:
 
     def send_queue(self, channel: str, lane: str) -> str:
         return self._("q", "send", channel, lane)
+
+    def enqueued(self, alert: str) -> str:
+        return self._("enq", alert)
 
     def attempts(self, alert: str) -> str:
         return self._("att", alert)

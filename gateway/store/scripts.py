@@ -14,7 +14,7 @@ import orjson
 
 from gateway.receipts import CONFIRMED, FINAL, RANK
 
-__all__ = ["ADVANCE", "BREAKER", "PROBE", "QUOTA", "SENT", "TOKENS"]
+__all__ = ["ADVANCE", "BREAKER", "COUNT_ONCE", "ENQUEUE", "PROBE", "QUOTA", "SENT", "TOKENS"]
 
 
 def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
@@ -76,6 +76,7 @@ for i = 6, #ARGV do
   local ok
   if not cstate then ok = true
   elseif FINAL[cstate] or cstate == new then ok = false
+  elseif new == 'cancelled' then ok = RANK[cstate] < 2
   elseif FINAL[new] then ok = RANK[cstate] < 3
   else ok = RANK[new] > RANK[cstate] end
   if ok then
@@ -100,6 +101,39 @@ end
 return changed
 """
 )
+
+ENQUEUE = """
+-- KEYS: set of batches already queued for the alert, agg hash, send stream
+-- ARGV: ttl_s, channel, fields per batch (F), then per batch: its dedup id, its
+--       recipients, and F field/value pairs for XADD.
+-- A planner that crashed before marking its plan done plans again: the batches it
+-- queued the first time are not queued (nor counted as queued) a second time.
+local ttl, ch, nf = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
+local added, queued, i = 0, 0, 4
+while i <= #ARGV do
+  local id, n = ARGV[i], tonumber(ARGV[i + 1])
+  if redis.call('SADD', KEYS[1], id) == 1 then
+    local fields = {}
+    for j = i + 2, i + 1 + 2 * nf do table.insert(fields, ARGV[j]) end
+    redis.call('XADD', KEYS[3], '*', unpack(fields))
+    added = added + 1
+    queued = queued + n
+  end
+  i = i + 2 + 2 * nf
+end
+if queued > 0 then redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|queued', queued) end
+redis.call('EXPIRE', KEYS[1], ttl)
+return added
+"""
+
+COUNT_ONCE = """
+-- KEYS: set of what was already counted for the alert, agg hash
+-- ARGV: ttl_s, marker, then field/increment pairs: applied only the first time.
+if redis.call('SADD', KEYS[1], ARGV[2]) == 0 then return 0 end
+for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[2], ARGV[i], ARGV[i + 1]) end
+redis.call('EXPIRE', KEYS[1], ARGV[1])
+return 1
+"""
 
 SENT = """
 -- KEYS: receipts hash; ARGV[1]: delivery ids joined by U+001F.
