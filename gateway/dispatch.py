@@ -23,10 +23,11 @@ worker so that no other worker takes it over as abandoned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,14 +37,15 @@ from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_aft
 from tenacity.stop import stop_base
 
 from channels import Message, PushAdapter, Recipient, SendResult, adapter_class
+from gateway.aio import sleep_or_stop
 from gateway.config import Config
-from gateway.errors import RetryableError, SendError
+from gateway.errors import PermanentError, RetryableError, SendError
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
 from gateway.store import Batch, BatchRecipient, BatchStart, ReceiptUpdate, Store, now_ms
 from gateway.store.deliveries import SEND_GROUP
 
-__all__ = ["Sender", "build_adapters"]
+__all__ = ["ClaimLost", "Sender", "build_adapters"]
 
 log = logging.getLogger("warngate.dispatch")
 KEEP_S = 30 * 24 * 3600
@@ -58,6 +60,11 @@ def build_adapters(config: Config, session: aiohttp.ClientSession) -> dict[str, 
             cls = adapter_class(channel, providers[name].kind)
             out[f"{channel}/{name}"] = cls(name, providers[name], session)
     return out
+
+
+class ClaimLost(Exception):
+    """Another worker took the batch over (this one was presumed dead): stop, send
+    nothing more, acknowledge nothing."""
 
 
 @dataclass
@@ -92,6 +99,7 @@ class Sender:
         self.consumer = consumer
         self.sleep = sleep
         self.clock = clock
+        self.busy: set[str] = set()  # batch keys being handled by this process
 
     def batch_sizes(self) -> dict[Channel, int]:
         out = {}
@@ -102,11 +110,44 @@ class Sender:
     # -- one batch ---------------------------------------------------------------------
 
     async def handle(self, stream: str, entry: str, fields: dict[str, str]) -> _Outcome:
-        """Process one batch entry completely, then acknowledge it."""
+        """Process one batch entry completely, then acknowledge it; the entry is kept
+        fresh all the while, so that nobody takes it over as abandoned."""
         batch = Batch.from_fields(entry, stream, fields)
-        outcome = await self._handle(batch)
+        self.busy.add(batch.key)
+        try:
+            async with keep_claim(
+                self.store, stream, SEND_GROUP, self.consumer, entry, self.settings.claim_idle_s
+            ):
+                outcome = await self._handle(batch)
+        except ClaimLost:
+            log.warning("batch %s of %s was taken over by another worker", entry, stream)
+            self.metrics.suppressed.labels(batch.channel, "taken-over").inc(len(batch.recipients))
+            return _Outcome()
+        finally:
+            self.busy.discard(batch.key)
         await self.store.ack(stream, SEND_GROUP, entry)
         return outcome
+
+    async def give_up(self, stream: str, entry: str, fields: dict[str, str], times: int) -> None:
+        """A batch whose handling failed again and again (each time taken over after
+        an unexpected error): its unsent recipients fail, to the dead letters."""
+        try:
+            batch = Batch.from_fields(entry, stream, fields)
+        except Exception:  # not even readable: kept as it came, for the operator
+            log.error("unreadable batch %s of %s given up after %d tries", entry, stream, times)
+            await self.store.dead_letter_raw(stream, entry, fields, f"unreadable, {times} tries")
+            self.metrics.dead_letters.labels(stream.rsplit(":", 2)[-2], "unreadable").inc()
+            await self.store.ack(stream, SEND_GROUP, entry)
+            return
+        start = await self.store.batch_start(
+            batch.alert, batch.channel, batch.key, [r.id for r in batch.recipients],
+            batch.message, register_ttl_s=None,
+        )  # fmt: skip
+        todo = [r for r in batch.recipients if r.id not in start.sent]
+        exc = PermanentError(f"handling the batch failed {times} times", code="unhandled")
+        await self._dead_letter(batch, Channel(batch.channel), todo, exc, "-", "failed")
+        await self._close(batch, todo, "failed", str(exc))
+        await self.store.ack(stream, SEND_GROUP, entry)
 
     async def _handle(self, batch: Batch) -> _Outcome:
         # A batch is registered as in flight *before* the lifecycle is read (same round
@@ -254,6 +295,10 @@ class Sender:
                     break  # cancelled or updated while waiting to retry: not sent
                 with attempt:
                     tries += 1
+                    if not await self.store.still_held(
+                        batch.stream, SEND_GROUP, self.consumer, batch.entry
+                    ):
+                        raise ClaimLost(batch.key)
                     await self.store.add_attempt(batch.alert, batch.key, KEEP_S)
                     adapter = await self._choose(channel)
                     provider = adapter.name
@@ -287,16 +332,10 @@ class Sender:
         return life is not None and life[0] in ("cancelled", "updated")
 
     def _sleeper(self, batch: Batch) -> Callable[[float], Awaitable[None]]:
-        """Sleep before a retry, re-claiming the stream entry so nobody takes it over."""
-        step = max(self.settings.claim_idle_s / 3, 0.05)
+        """Sleep before a retry (the entry is kept fresh by `keep_claim` meanwhile)."""
 
         async def sleep(seconds: float) -> None:
-            left = seconds
-            while left > 0:
-                chunk = min(left, step)
-                await self.sleep(chunk)
-                left -= chunk
-                await self.store.touch(batch.stream, SEND_GROUP, self.consumer, batch.entry)
+            await self.sleep(seconds)
 
         return sleep
 
@@ -457,6 +496,34 @@ class Sender:
             if wait_ms <= 0:
                 return
             await self.sleep(wait_ms / 1000)
+
+
+@contextlib.asynccontextmanager
+async def keep_claim(
+    store: Store, stream: str, group: str, consumer: str, entry: str, idle_s: float
+) -> AsyncIterator[None]:
+    """Keep a stream entry fresh (its idle time well under `idle_s`) while the body
+    runs, whatever it waits for. Stopped by an event, not by cancellation: redis-py
+    may swallow the CancelledError of the command it is running."""
+    step = max(idle_s / 3, 0.02)
+    done = asyncio.Event()
+
+    async def touch() -> None:
+        while not done.is_set():
+            await sleep_or_stop(done, step)
+            if done.is_set():
+                return
+            try:
+                await store.touch(stream, group, consumer, entry)
+            except Exception:  # Redis away: the lease decides, and the next touch retries
+                log.debug("could not refresh %s of %s", entry, stream, exc_info=True)
+
+    task = asyncio.create_task(touch())
+    try:
+        yield
+    finally:
+        done.set()
+        await task
 
 
 class stop_when(stop_base):

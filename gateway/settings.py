@@ -116,6 +116,9 @@ class DispatchSettings(_Section):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=300.0, gt=0)
     block_ms: int = Field(default=1000, ge=10)
+    # A worker renews a lease this long; work of a worker whose lease ran out (it died)
+    # is taken over, never that of a live one, however long it waits.
+    worker_lease_s: float = Field(default=10.0, gt=0)
 
 
 class EndpointSettings(_Section):

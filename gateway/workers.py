@@ -1,10 +1,13 @@
 """Dispatch: the worker loops of one process — planners, senders, reclaimers, gauges.
 
 Planning loops read the planning streams (red/orange lane first); one send loop per
-push channel keeps up to `dispatch.concurrency` batches in flight; the reclaim loop
-takes over entries other workers left pending longer than `dispatch.claim_idle_s`
-(they crashed); the gauge loop reports queue depths; the coverage monitor refreshes
-coverage and escalates at deadlines. A loop that fails is logged and restarted.
+push channel keeps up to `dispatch.concurrency` batches in flight; the lease loop keeps
+this worker's lease (`dispatch.worker_lease_s`) alive; the reclaim loop takes over
+entries left pending longer than `dispatch.claim_idle_s` by workers whose lease ran out
+(they died), and its own entries whose handling failed — never those of a live worker,
+however long they wait; the gauge loop reports queue depths; the coverage monitor
+refreshes coverage and escalates at deadlines. A loop that fails is logged and
+restarted.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ from typing import Any
 
 from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.config import Config
-from gateway.dispatch import KEEP_S, Sender
+from gateway.dispatch import KEEP_S, Sender, keep_claim
 from gateway.metrics import Metrics
 from gateway.models import Channel
 from gateway.monitor import Monitor
@@ -53,6 +56,7 @@ class Workers:
         self.consumer = consumer
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self.planning: set[str] = set()  # plan entries being handled by this process
 
     def plan_streams(self) -> list[str]:
         return [self.store.keys.plan_queue(lane) for lane in LANES]
@@ -61,6 +65,8 @@ class Workers:
         return [self.store.keys.send_queue(channel.value, lane) for lane in LANES]
 
     async def start(self, planners: int = 1) -> None:
+        # The lease first: from the first entry this worker takes, others know it lives.
+        await self.store.renew_lease(self.consumer, self._lease_ms())
         for stream in self.plan_streams():
             await self.store.ensure_group(stream, PLAN_GROUP)
         channels = [c for c in PUSH_CHANNELS if c in self.config.settings.channels]
@@ -70,6 +76,7 @@ class Workers:
         loops: list[Callable[[], Awaitable[None]]] = [self._plan_loop] * planners
         loops += [functools.partial(self._send_loop, c) for c in channels]
         loops += [
+            self._lease_loop,
             functools.partial(self._reclaim_loop, channels),
             functools.partial(self._gauge_loop, channels),
         ]
@@ -98,6 +105,19 @@ class Workers:
         self.stop.set()
         await stop_tasks(self._tasks, grace_s)
         self._tasks = []
+        try:  # what this worker leaves pending is anyone's after claim_idle_s
+            await self.store.drop_lease(self.consumer)
+        except Exception:
+            log.warning("could not drop the lease of %s (it runs out by itself)", self.consumer)
+
+    def _lease_ms(self) -> int:
+        return int(self.config.settings.dispatch.worker_lease_s * 1000)
+
+    async def _lease_loop(self) -> None:
+        every = self.config.settings.dispatch.worker_lease_s / 4
+        while not self.stop.is_set():
+            await self.store.renew_lease(self.consumer, self._lease_ms())
+            await sleep_or_stop(self.stop, every)
 
     async def _plan_loop(self) -> None:
         block = self.config.settings.dispatch.block_ms
@@ -110,14 +130,20 @@ class Workers:
 
     async def plan_entry(self, stream: str, entry: str, fields: dict[str, str]) -> None:
         alert = fields.get("id", "")
+        key = f"{stream}#{entry}"
+        self.planning.add(key)
+        idle_s = self.config.settings.dispatch.claim_idle_s
         try:
-            await self.planner.plan(alert)
+            async with keep_claim(self.store, stream, PLAN_GROUP, self.consumer, entry, idle_s):
+                await self.planner.plan(alert)
         except Exception:
             tries = await self.store.add_attempt(alert, "plan", KEEP_S)
             log.exception("planning %s failed (attempt %d)", alert, tries)
             if tries < self.config.settings.dispatch.max_attempts:
                 return  # left pending: reclaimed and tried again after claim_idle_s
             self.metrics.plans.labels("failed").inc()
+        finally:
+            self.planning.discard(key)
         await self.store.ack(stream, PLAN_GROUP, entry)
 
     async def _send_loop(self, channel: Channel) -> None:
@@ -140,18 +166,28 @@ class Workers:
             await asyncio.wait(running)
 
     async def _reclaim_loop(self, channels: list[Channel]) -> None:
-        idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
+        d = self.config.settings.dispatch
+        idle_ms = int(d.claim_idle_s * 1000)
         while not self.stop.is_set():
             await sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
             for stream in self.plan_streams():
-                for row in await self.store.claim_stale(stream, PLAN_GROUP, self.consumer, idle_ms):
-                    await self.plan_entry(*row)
+                rows = await self.store.claim_abandoned(
+                    stream, PLAN_GROUP, self.consumer, idle_ms, busy=self.planning
+                )
+                for stream_, entry, fields, _ in rows:
+                    log.info("took over planning %s of %s", fields.get("id"), stream_)
+                    await self.plan_entry(stream_, entry, fields)
             for channel in channels:
                 for stream in self.send_streams(channel):
-                    rows = await self.store.claim_stale(stream, SEND_GROUP, self.consumer, idle_ms)
-                    for row in rows:
-                        log.info("took over batch %s of %s", row[1], stream)
-                        await _logged(self.sender.handle(*row))
+                    rows = await self.store.claim_abandoned(
+                        stream, SEND_GROUP, self.consumer, idle_ms, busy=self.sender.busy
+                    )
+                    for stream_, entry, fields, times in rows:
+                        if times > d.max_attempts:
+                            await self.sender.give_up(stream_, entry, fields, times)
+                            continue
+                        log.info("took over batch %s of %s", entry, stream_)
+                        await _logged(self.sender.handle(stream_, entry, fields))
 
     async def _gauge_loop(self, channels: list[Channel]) -> None:
         while not self.stop.is_set():

@@ -181,13 +181,19 @@ class Gateway:
 
 
 def with_providers(
-    config: Config, urls: dict[str, str], batch_size: int | None = None, **dispatch: Any
+    config: Config,
+    urls: dict[str, str],
+    batch_size: int | None = None,
+    provider: dict[str, Any] | None = None,
+    **dispatch: Any,
 ) -> Config:
+    """The configuration with every provider at its fake (`provider`: more settings for
+    every provider; `dispatch`: dispatch settings)."""
     s = config.settings
     providers = {}
     for name, p in s.providers.items():
         path = "/push" if p.kind == "app_http" else "/send"
-        update: dict[str, Any] = {"url": urls[name] + path, "timeout_s": 2.0}
+        update: dict[str, Any] = {"url": urls[name] + path, "timeout_s": 2.0, **(provider or {})}
         if batch_size is not None:
             update["batch_size"] = batch_size
         providers[name] = p.model_copy(update=update)

@@ -91,7 +91,7 @@ async def test_worker_killed_mid_batch_loses_nothing(
 
     async def nothing_pending() -> bool:
         for stream in streams:
-            for row in await store.claim_stale(stream, SEND_GROUP, "rescuer", min_idle_ms=200):
+            for row in await store.claim_stale(stream, SEND_GROUP, "test", min_idle_ms=200):
                 await gateway.workers.sender.handle(*row)
         depths = [await store.queue_depth(s, SEND_GROUP) for s in streams]
         return all(pending == 0 for _, pending in depths)

@@ -11,6 +11,7 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway.app import build_workers
 from gateway.models import Channel
 from gateway.store import Batch, alert_id
 from tests import alerts as A
@@ -401,11 +402,12 @@ async def test_a_batch_taken_over_after_it_was_sent_is_not_sent_again(
     await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.plan_all()
     streams = gateway.workers.send_streams(Channel.SMS)
+    dead = build_workers(gateway.app, "dead")
     rows = await gateway.store.read_group(streams, "senders", "dead", count=10, block_ms=None)
     for stream, entry, fields in rows:  # sent, never acknowledged
-        await gateway.workers.sender._handle(Batch.from_fields(entry, stream, fields))
+        await dead.sender._handle(Batch.from_fields(entry, stream, fields))
     for stream in streams:
-        for row in await gateway.store.claim_stale(stream, "senders", "rescuer", 0):
+        for row in await gateway.store.claim_stale(stream, "senders", "test", 0):
             await gateway.workers.sender.handle(*row)
     await gateway.send_all()
     counts = Counter(gateway.sms.accepted_ids)

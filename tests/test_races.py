@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from gateway.app import build_workers
 from gateway.models import Channel
 from gateway.store import Batch, ReceiptUpdate
 from tests import alerts as A
@@ -111,17 +112,18 @@ async def test_what_was_sent_stays_sent_when_its_batch_is_taken_over_after_the_c
     first = await gateway.post(original)
     await gateway.plan_all()
     streams = gateway.workers.send_streams(Channel.SMS)
+    dead = build_workers(gateway.app, "dead")
     rows = await gateway.store.read_group(streams, "senders", "dead", count=1, block_ms=None)
     assert rows
     stream, entry, fields = rows[0]
     # What a worker does before it acknowledges; then it is killed (no ack).
-    await gateway.workers.sender._handle(Batch.from_fields(entry, stream, fields))
+    await dead.sender._handle(Batch.from_fields(entry, stream, fields))
     sent = {i for i in gateway.sms.accepted_ids if i.startswith(first["id"] + ":sms:")}
     assert sent
     await gateway.post(A.alert(msg_type="Cancel", references=[original], geocodes=[unit],
                                level="orange", severity="Severe"))  # fmt: skip
     await gateway.plan_all()
-    taken = await gateway.store.claim_stale(stream, "senders", "rescuer", min_idle_ms=0)
+    taken = await gateway.store.claim_stale(stream, "senders", "test", min_idle_ms=0)
     assert [e for _, e, _ in taken] == [entry]
     await gateway.workers.sender.handle(*taken[0])
     await gateway.send_all()

@@ -28,6 +28,7 @@ from gateway.store.scripts import (
     QUOTA,
     SENT,
     TOKENS,
+    TOUCH,
 )
 
 __all__ = ["Batch", "BatchRecipient", "BatchStart", "DeliveryStore", "ReceiptUpdate"]
@@ -146,6 +147,7 @@ class DeliveryStore(StoreBase):
         "_sent": SENT,
         "_enqueue": ENQUEUE,
         "_count_once": COUNT_ONCE,
+        "_touch": TOUCH,
     }
     _advance: AsyncScript
     _tokens: AsyncScript
@@ -155,6 +157,7 @@ class DeliveryStore(StoreBase):
     _sent: AsyncScript
     _enqueue: AsyncScript
     _count_once: AsyncScript
+    _touch: AsyncScript
 
     # -- consumer groups -------------------------------------------------------------
 
@@ -196,10 +199,60 @@ class DeliveryStore(StoreBase):
         messages = res[1] if len(res) > 1 else []
         return [(stream, entry, dict(f)) for entry, f in messages if f]
 
-    async def touch(self, stream: str, group: str, consumer: str, entry: str) -> None:
-        """Reset an entry's idle time while we wait to retry it, so nobody claims it."""
-        await self.redis.xclaim(stream, group, consumer, min_idle_time=0, message_ids=[entry],
-                                justid=True)  # fmt: skip
+    async def renew_lease(self, consumer: str, ttl_ms: int) -> None:
+        """A worker is alive while its lease lasts; it renews it well before the end."""
+        await self.redis.set(self.keys.lease(consumer), now_ms(), px=ttl_ms)
+
+    async def drop_lease(self, consumer: str) -> None:
+        await self.redis.delete(self.keys.lease(consumer))
+
+    async def claim_abandoned(
+        self,
+        stream: str,
+        group: str,
+        consumer: str,
+        min_idle_ms: int,
+        *,
+        busy: set[str] | frozenset[str] = frozenset(),
+        count: int = 10,
+    ) -> list[tuple[str, str, dict[str, str], int]]:
+        """Entries to take over: idle at least `min_idle_ms` and either held by a worker
+        whose lease is gone (it died), or held by `consumer` itself but not in `busy`
+        (its work on them failed). A live worker's entry is never taken, however long
+        it waits. Rows are (stream, entry, fields, times delivered before)."""
+        pending = await self.redis.xpending_range(
+            stream, group, min="-", max="+", count=count * 10, idle=min_idle_ms
+        )
+        if not pending:
+            return []
+        owners = sorted({str(p["consumer"]) for p in pending} - {consumer})
+        alive = await self.redis.mget([self.keys.lease(o) for o in owners]) if owners else []
+        dead = {o for o, lease in zip(owners, alive, strict=True) if lease is None}
+        take = [
+            p
+            for p in pending
+            if p["consumer"] in dead
+            or (p["consumer"] == consumer and f"{stream}#{p['message_id']}" not in busy)
+        ][:count]
+        if not take:
+            return []
+        times = {str(p["message_id"]): int(p["times_delivered"]) for p in take}
+        got = await self.redis.xclaim(
+            stream, group, consumer, min_idle_time=min_idle_ms, message_ids=list(times)
+        )
+        return [(stream, entry, dict(f), times[entry]) for entry, f in got or [] if f]
+
+    async def still_held(self, stream: str, group: str, consumer: str, entry: str) -> bool:
+        """Whether `consumer` still holds the entry (nobody took it over)."""
+        rows = await self.redis.xpending_range(
+            stream, group, min=entry, max=entry, count=1, consumername=consumer
+        )
+        return bool(rows)
+
+    async def touch(self, stream: str, group: str, consumer: str, entry: str) -> bool:
+        """Reset the idle time of an entry `consumer` holds (while it works on it);
+        False if it does not hold it any more."""
+        return bool(await self._touch(keys=[stream], args=[group, consumer, entry]))
 
     async def ack(self, stream: str, group: str, *entries: str) -> None:
         if entries:
@@ -432,6 +485,21 @@ class DeliveryStore(StoreBase):
     async def dead_letter(self, batch: Batch, error: dict[str, Any]) -> str:
         fields = {**batch.fields(), "error": orjson.dumps(error).decode(), "at": str(now_ms())}
         return str(await self.redis.xadd(self.keys.dead, fields))
+
+    async def dead_letter_raw(
+        self, stream: str, entry: str, fields: dict[str, str], reason: str
+    ) -> str:
+        """A stream entry that cannot even be read as a batch, kept as it came."""
+        error = {"code": "unreadable", "message": reason, "retryable": False}
+        record = {
+            **{f"f.{k}": v for k, v in fields.items()},
+            **{k: fields.get(k, "") for k in ("a", "c", "u", "r")},  # what listings read
+            "stream": stream,
+            "entry": entry,
+            "error": orjson.dumps(error).decode(),
+            "at": str(now_ms()),
+        }
+        return str(await self.redis.xadd(self.keys.dead, record))
 
     async def dead_letters(
         self, alert: str | None = None, count: int = 100

@@ -26,6 +26,7 @@ Dispatch
                                       `r|{ch}|{unit}|{min}` persons confirmed reached in
                                       minute `min` after acceptance, `s|…` likewise sent,
                                       `L|{ch}|{unit}|{lang}`, `G|{ch}|{unit}|{group}`
+    p:lease:{consumer}        string  a live worker's lease (renewed; gone = it died)
     p:rate:{provider}         hash    token bucket shared by all workers
     p:rr:{hour}               hash    messages per phone in one hour (per-recipient limit)
     p:cb:{provider}           hash    circuit breaker window counts and state
@@ -102,6 +103,9 @@ class Keys:
 
     def agg(self, alert: str) -> str:
         return self._("agg", alert)
+
+    def lease(self, consumer: str) -> str:
+        return self._("lease", consumer)
 
     def rate(self, provider: str) -> str:
         return self._("rate", provider)

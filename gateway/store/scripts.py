@@ -14,7 +14,17 @@ import orjson
 
 from gateway.receipts import CONFIRMED, FINAL, RANK
 
-__all__ = ["ADVANCE", "BREAKER", "COUNT_ONCE", "ENQUEUE", "PROBE", "QUOTA", "SENT", "TOKENS"]
+__all__ = [
+    "ADVANCE",
+    "BREAKER",
+    "COUNT_ONCE",
+    "ENQUEUE",
+    "PROBE",
+    "QUOTA",
+    "SENT",
+    "TOKENS",
+    "TOUCH",
+]
 
 
 def _lua_table(values: Iterable[tuple[str, Any]]) -> str:
@@ -124,6 +134,15 @@ end
 if queued > 0 then redis.call('HINCRBY', KEYS[2], 'n|' .. ch .. '|queued', queued) end
 redis.call('EXPIRE', KEYS[1], ttl)
 return added
+"""
+
+TOUCH = """
+-- KEYS: stream; ARGV: group, consumer, entry. Resets the entry's idle time if the
+-- consumer still holds it (never takes back an entry another worker took over).
+local held = redis.call('XPENDING', KEYS[1], ARGV[1], ARGV[3], ARGV[3], 1, ARGV[2])
+if #held == 0 then return 0 end
+redis.call('XCLAIM', KEYS[1], ARGV[1], ARGV[2], 0, ARGV[3], 'JUSTID')
+return 1
 """
 
 COUNT_ONCE = """
