@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from channels.base import Message, PushAdapter, Recipient, SendResult, post_json
+from channels.base import Message, PushAdapter, Recipient, SendResult
 from gateway.errors import PermanentError
 from gateway.models import Channel
 
@@ -44,13 +44,7 @@ class AppPushAdapter(PushAdapter):
             "priority": "high",
             "tokens": [{"id": r.delivery_id, "token": r.address} for r in recipients],
         }
-        answer = await post_json(
-            self.session,
-            self.config.url,
-            body,
-            headers=self.headers(),
-            timeout_s=self.config.timeout_s,
-        )
+        answer = await self.post(body)
         return self.results(_normalize(answer), recipients)
 
 

@@ -17,7 +17,7 @@ import math
 from collections.abc import Sequence
 from typing import ClassVar
 
-from channels.base import Message, PushAdapter, Recipient, SendResult, post_json
+from channels.base import Message, PushAdapter, Recipient, SendResult
 from gateway.models import Channel
 
 __all__ = ["SmsAdapter", "is_gsm7", "sms_segments"]
@@ -70,11 +70,5 @@ class SmsAdapter(PushAdapter):
             "encoding": "gsm7" if is_gsm7(message.text) else "ucs2",
             "recipients": [{"id": r.delivery_id, "to": r.address} for r in recipients],
         }
-        answer = await post_json(
-            self.session,
-            self.config.url,
-            body,
-            headers=self.headers(),
-            timeout_s=self.config.timeout_s,
-        )
+        answer = await self.post(body)
         return self.results(answer, recipients)

@@ -39,7 +39,13 @@ from tenacity.stop import stop_base
 from channels import Message, PushAdapter, Recipient, SendResult, adapter_class
 from gateway.aio import sleep_or_stop
 from gateway.config import Config
-from gateway.errors import PermanentError, RetryableError, SendError
+from gateway.errors import (
+    CredentialsError,
+    PermanentError,
+    RetryableError,
+    SendError,
+    UncertainError,
+)
 from gateway.metrics import Metrics
 from gateway.models import Channel, Level
 from gateway.store import Batch, BatchRecipient, BatchStart, ReceiptUpdate, Store, now_ms
@@ -263,11 +269,28 @@ class Sender:
         *,
         done_before: int,
     ) -> _Outcome:
+        """Provider calls for a batch until every recipient is taken, refused, maybe
+        sent, or out of attempts (counted across restarts) or of time (the expiry).
+
+        Retried: what the provider did not take (refused connections, 5xx, 429, ids it
+        asks to retry), over the failover route when the breaker opens or the route
+        refuses our credentials. Not retried: what the provider may have taken (no
+        answer after the request went out, an unreadable answer, ids an answer left
+        out), which counts as `sent` — unless the provider de-duplicates by delivery
+        id (`idempotent`), where the same ids go again to the same provider."""
         outcome = _Outcome()
         remaining = {r.id: r for r in todo}
-        left = max(self.settings.max_attempts - done_before, 1)
+        left = self.settings.max_attempts - done_before
+        if left <= 0:  # a batch taken over after its last attempt
+            exc: SendError = PermanentError(
+                f"all {self.settings.max_attempts} attempts made", code="attempts-exhausted"
+            )
+            await self._dead_letter(batch, channel, todo, exc, "-", "failed")
+            outcome.closed += (await self._close(batch, todo, "failed", str(exc))).closed
+            return outcome
         provider = "-"
         tries = 0
+        pinned: PushAdapter | None = None  # the provider that may have the batch
 
         def past_expiry(rs: RetryCallState) -> bool:
             return time.time() + (rs.upcoming_sleep or 0) >= expires_ms / 1000
@@ -300,17 +323,26 @@ class Sender:
                     ):
                         raise ClaimLost(batch.key)
                     await self.store.add_attempt(batch.alert, batch.key, KEEP_S)
-                    adapter = await self._choose(channel)
+                    adapter = pinned or await self._choose(channel)
                     provider = adapter.name
                     await self._take_tokens(adapter, len(remaining))
-                    result = await self._call(adapter, channel, batch, message, remaining)
+                    n = done_before + tries
+                    try:
+                        result = await self._call(adapter, channel, batch, message, remaining)
+                    except UncertainError as exc:
+                        result = SendResult(uncertain=dict.fromkeys(remaining, exc.code))
+                    if result.uncertain and adapter.config.idempotent and tries < left:
+                        pinned = adapter  # the same ids, to the provider that may have them
+                        result.retry.update(result.uncertain)
+                        result.uncertain = {}
                     sent, failed = await self._apply(
-                        batch, channel, adapter.name, remaining, result, done_before + tries
+                        batch, channel, adapter.name, remaining, result, n
                     )
                     outcome.sent += sent
                     outcome.failed += failed
-                    outcome.reached += [rid for rid in result.accepted if rid in remaining]
-                    remaining = {rid: remaining[rid] for rid in result.retry}
+                    took = [*result.accepted, *result.uncertain]
+                    outcome.reached += [rid for rid in took if rid in remaining]
+                    remaining = {rid: remaining[rid] for rid in result.retry if rid in remaining}
                     if remaining:
                         code = next(iter(result.retry.values()))
                         raise RetryableError(f"{len(remaining)} recipients to retry", code=code)
@@ -352,11 +384,18 @@ class Sender:
         try:
             result = await adapter.send(message, recipients)
         except SendError as exc:
-            outcome = "retryable" if exc.retryable else "permanent"
-            self.metrics.send_attempts.labels(channel.value, adapter.name, outcome).inc()
+            kind = "uncertain" if isinstance(exc, UncertainError) else (
+                "retryable" if exc.retryable else "permanent")  # fmt: skip
+            self.metrics.send_attempts.labels(channel.value, adapter.name, kind).inc()
+            if isinstance(exc, CredentialsError):
+                raise await self._credentials(channel, adapter.name, exc) from exc
             # A refused request says nothing against the provider's health; silence does.
-            await self._breaker(channel, adapter.name, ok=not exc.retryable)
+            await self._breaker(channel, adapter.name, ok=isinstance(exc, PermanentError))
             raise
+        except Exception as exc:  # an adapter bug: typed, so that retries stay bounded
+            log.exception("adapter %s failed unexpectedly", adapter.name)
+            self.metrics.send_attempts.labels(channel.value, adapter.name, "uncertain").inc()
+            raise UncertainError(f"{type(exc).__name__}: {exc}", code="adapter-error") from exc
         self.metrics.send_attempts.labels(channel.value, adapter.name, "ok").inc()
         await self._breaker(channel, adapter.name, ok=True)
         cut = len(prefix)  # the adapter only answers for the ids it was given
@@ -364,7 +403,25 @@ class Sender:
             accepted={k[cut:]: v for k, v in result.accepted.items()},
             rejected={k[cut:]: v for k, v in result.rejected.items()},
             retry={k[cut:]: v for k, v in result.retry.items()},
+            uncertain={k[cut:]: v for k, v in result.uncertain.items()},
         )
+
+    async def _credentials(
+        self, channel: Channel, provider: str, exc: CredentialsError
+    ) -> SendError:
+        """A route that refuses our credentials: open its breaker at once so that every
+        worker fails over, and tell the operator. Without another route the batch
+        cannot pass: then it is a permanent failure, not a retry."""
+        self.metrics.credentials_errors.labels(provider).inc()
+        log.error("provider %s refuses warngate's credentials: %s", provider, exc)
+        route = self.config.settings.channels[channel]
+        if provider == route.primary and route.secondary:
+            await self.store.breaker_open(
+                provider, int(route.breaker.cooldown_s * 1000), now=self.clock()
+            )
+            self.metrics.circuit_state.labels(provider).set(1)
+            return exc
+        return PermanentError(exc.message, code=exc.code, status=exc.status)
 
     async def _apply(
         self,
@@ -386,6 +443,22 @@ class Sender:
             for rid, code in result.rejected.items()
             if (r := remaining.get(rid)) is not None
         ]
+        # Maybe taken: what really happened as far as anyone knows. `sent` to this
+        # provider (a delivery receipt may still confirm it), told of a Cancel or
+        # Update like everyone sent, never sent again.
+        maybe = [
+            ReceiptUpdate(rid, "sent", batch.unit, r.persons, batch.language, r.groups, n, provider)
+            for rid in result.uncertain
+            if (r := remaining.get(rid)) is not None
+        ]
+        if maybe:
+            code = next(iter(result.uncertain.values()))
+            self.metrics.uncertain.labels(channel.value, provider, code).inc(len(maybe))
+            log.warning(
+                "%d %s deliveries of %s may have been taken by %s (%s): counted as sent,"
+                " not sent again", len(maybe), channel.value, batch.alert, provider, code,
+            )  # fmt: skip
+            updates += maybe
         await self.store.record(
             batch.alert,
             channel.value,
@@ -393,7 +466,7 @@ class Sender:
             accepted_ms=batch.accepted_ms,
             reach_state=reach_state(channel),
         )
-        sent, failed = len(result.accepted), len(result.rejected)
+        sent, failed = len(result.accepted) + len(maybe), len(result.rejected)
         self.metrics.deliveries.labels(channel.value, provider, "sent").inc(sent)
         if failed:
             self.metrics.deliveries.labels(channel.value, provider, "failed").inc(failed)

@@ -15,8 +15,12 @@
     │   ├── TemplateMissing       no template in any language of the fallback order
     │   └── LimitExceeded         rendered text over a channel limit (never truncated)
     └── SendError                 one attempt to hand messages to a provider failed
-        ├── RetryableError        transport error, timeout, 5xx
-        │   └── ThrottledError    429 or a provider's own "slow down", with retry_after
+        ├── RetryableError        not taken: connection refused, connect timeout, 5xx
+        │   ├── ThrottledError    429 or a provider's own "slow down", with retry_after
+        │   └── CredentialsError  401/403: this route refuses us; fail over (and alert)
+        ├── UncertainError        maybe taken: no answer after the request went out, or
+        │                         an answer that cannot be read; resent only where the
+        │                         provider de-duplicates by delivery id (`idempotent`)
         └── PermanentError        other 4xx, or a provider's refusal that will not change
 
 `SendError` carries `retryable`, a stable `code` and `retry_after` (seconds or None);
@@ -27,6 +31,7 @@ never returned as False.
 from __future__ import annotations
 
 import email.utils
+import math
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +42,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "Conflict",
+    "CredentialsError",
     "FieldError",
     "Forbidden",
     "LimitExceeded",
@@ -50,6 +56,7 @@ __all__ = [
     "TemplateMissing",
     "ThrottledError",
     "Unauthorized",
+    "UncertainError",
     "Unprocessable",
     "UnsupportedMediaType",
     "WarngateError",
@@ -246,6 +253,24 @@ class ThrottledError(RetryableError):
         super().__init__(message, retryable=True, retry_after=retry_after, **kw)
 
 
+class CredentialsError(RetryableError):
+    """The provider refuses our credentials (401/403): nothing will pass on this route
+    until an operator mends it, but the other route may work."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "credentials")
+        super().__init__(message, retryable=True, **kw)
+
+
+class UncertainError(SendError):
+    """The request went out and no readable answer came back: the provider may have
+    taken the batch. Not retryable unless the provider de-duplicates by delivery id."""
+
+    def __init__(self, message: str, **kw: Any) -> None:
+        kw.setdefault("code", "maybe-sent")
+        super().__init__(message, retryable=False, **kw)
+
+
 class PermanentError(SendError):
     """A failure that another attempt will not mend."""
 
@@ -260,12 +285,14 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> float |
         return None
     value = value.strip()
     try:
-        return max(0.0, float(value))
+        seconds = float(value)
     except ValueError:
         pass
+    else:
+        return seconds if math.isfinite(seconds) and seconds >= 0 else None
     try:
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError, IndexError):
         return None
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
@@ -290,4 +317,8 @@ def error_from_http(
         )
     if status == 408:
         return RetryableError(f"HTTP 408 {snippet}".strip(), code="timeout", status=status)
+    if status in (401, 403):
+        return CredentialsError(
+            f"HTTP {status} {snippet}".strip(), code=f"http-{status}", status=status
+        )
     return PermanentError(f"HTTP {status} {snippet}".strip(), code=f"http-{status}", status=status)

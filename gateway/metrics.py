@@ -135,8 +135,22 @@ class Metrics:
         )
         self.send_attempts = Counter(
             "warngate_send_attempts_total",
-            "Provider calls, by channel, provider and outcome (ok, retryable, permanent).",
+            "Provider calls, by channel, provider and outcome (ok, retryable, uncertain,"
+            " permanent).",
             ["channel", "provider", "outcome"],
+            registry=r,
+        )
+        self.uncertain = Counter(
+            "warngate_deliveries_uncertain_total",
+            "Deliveries the provider may have taken without saying so (no answer after the"
+            " request went out, an unreadable answer): counted as sent, not sent again.",
+            ["channel", "provider", "code"],
+            registry=r,
+        )
+        self.credentials_errors = Counter(
+            "warngate_provider_credentials_errors_total",
+            "Provider calls refused for warngate's credentials (HTTP 401/403).",
+            ["provider"],
             registry=r,
         )
         self.send_retries = Counter(

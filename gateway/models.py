@@ -173,6 +173,11 @@ class ProviderConfig(BaseModel):
     batch_size: int = Field(default=500, ge=1, le=10_000)
     rate_per_s: float = Field(default=1000.0, gt=0)
     timeout_s: float = Field(default=10.0, gt=0)
+    # Not connected within this: nothing went out, and the batch may be retried at once.
+    connect_timeout_s: float = Field(default=3.0, gt=0)
+    # The provider promises never to send twice a delivery id it has taken (for at least
+    # a day): only then is a batch whose answer never came sent again (same ids).
+    idempotent: bool = False
     # Shared secret a provider sends in X-Callback-Token with delivery receipts.
     callback_token: SecretStr | None = None
     # Provider status words → receipt states, on top of the common defaults.

@@ -128,6 +128,7 @@ class Gateway:
     push: FakeProvider
     waits: list[float]
     clock: list[int]
+    fakes: dict[str, FakeProvider]  # one per configured provider, by name
 
     async def post(self, data: dict[str, Any], key: str = "wgdemo-changji-met") -> dict[str, Any]:
         resp = await self.client.post(
@@ -218,7 +219,7 @@ async def gateway(
     redis: Redis,
     gateway_options: dict[str, Any],
 ) -> Gateway:
-    fakes = {n: FakeProvider(n) for n in ("sms-main", "sms-backup", "push")}
+    fakes = {n: FakeProvider(n) for n in config.settings.providers}
     for fake in fakes.values():
         server = await aiohttp_server(fake.app())
         fake.port = server.port
@@ -251,4 +252,5 @@ async def gateway(
         fakes["push"],
         waits,
         clock,
+        fakes,
     )

@@ -7,11 +7,20 @@ An SMS gateway and a push service speaking the HTTP APIs of `channels.sms` and
     500 / 503              HTTP error (retryable)
     429[:seconds]          throttled, with Retry-After when seconds are given
     400                    HTTP 400 (permanent)
-    slow:seconds           answer after a delay (longer than the client timeout: timeout)
+    slow:seconds           answer after a delay (longer than the client timeout: timeout);
+                           the recipients are taken all the same (a late answer)
+    401 / 403              credentials refused
     error200:code[:retry]  HTTP 200 with an error object inside (retryable when `:retry`)
     reject:n               the first n recipients rejected, the rest accepted
     retry:n                the first n recipients to retry, the rest accepted
-    garbage                HTTP 200 with a body that is not JSON
+    garbage                HTTP 200 with a body that is not JSON (the batch is taken)
+    soon                   HTTP 200, a "throttled" error whose retry_after is "soon"
+    listid                 HTTP 200, results whose ids are lists
+    partial:n              HTTP 200, results for all but the first n recipients (which
+                           the provider took all the same)
+
+With `dedupe` set, the provider never sends twice a delivery id it took before (an
+idempotent provider); `accepted_ids` then lists each taken id once.
 """
 
 from __future__ import annotations
@@ -23,6 +32,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+TAKES_ALL = ("ok", "garbage", "listid")  # behaviours after which every recipient was taken
+
 
 @dataclass
 class Call:
@@ -30,6 +41,7 @@ class Call:
     body: dict[str, Any]
     headers: dict[str, str]
     behaviour: str
+    fresh: list[str] = field(default_factory=list)  # ids not taken before (with dedupe)
 
     @property
     def ids(self) -> list[str]:
@@ -51,6 +63,8 @@ class FakeProvider:
     calls: list[Call] = field(default_factory=list)
     port: int = 0
     gate: asyncio.Event | None = None  # when set up, calls wait for it before answering
+    dedupe: bool = False  # an idempotent provider: a delivery id it took is not sent again
+    taken: set[str] = field(default_factory=set)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)  # set at every call
 
     @property
@@ -69,16 +83,22 @@ class FakeProvider:
         answer accepts too: the provider sends whether or not the client still waits."""
         out = []
         for call in self.calls:
-            out += call.ids if call.behaviour == "ok" or call.behaviour.startswith("slow:") else []
+            out += call.fresh if call.behaviour in TAKES_ALL or call.behaviour.startswith(
+                ("slow:", "partial:")) else []  # fmt: skip
             if call.behaviour.startswith(("reject:", "retry:")):
                 n = int(call.behaviour.split(":")[1])
-                out += call.ids[n:]
+                out += [i for i in call.ids[n:] if i in call.fresh]
         return out
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
         behaviour = self.script.pop(0) if self.script else self.default
         call = Call(request.path, body, dict(request.headers), behaviour)
+        if self.dedupe:
+            call.fresh = [i for i in call.ids if i not in self.taken]
+            self.taken.update(call.ids)
+        else:
+            call.fresh = call.ids
         self.calls.append(call)
         self.arrived.set()
         if self.gate is not None:
@@ -88,7 +108,7 @@ class FakeProvider:
         push = request.path == "/push"
         if kind == "ok":
             return _results(ids, [], push=push)
-        if kind in ("500", "503", "400"):
+        if kind in ("500", "503", "400", "401", "403"):
             return web.Response(status=int(kind), text=f"fake {kind}")
         if kind == "429":
             headers = {"Retry-After": arg} if arg else {}
@@ -108,6 +128,13 @@ class FakeProvider:
             return _results(ids[n:], ids[:n], "retry", push=push)
         if kind == "garbage":
             return web.Response(text="<html>oops</html>")
+        if kind == "soon":
+            err = {"code": "throttled", "message": "later", "retry_after": "soon"}
+            return web.json_response({"error": err})
+        if kind == "listid":
+            return web.json_response({"results": [{"id": [i], "status": "accepted"} for i in ids]})
+        if kind == "partial":
+            return _results(ids[int(arg) :], [], push=push)
         raise AssertionError(f"unknown behaviour {behaviour}")
 
 

@@ -11,11 +11,17 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from gateway.app import build_workers
+import pytest
+
+from gateway.app import build_workers, create_app
+from gateway.config import Config
+from gateway.keys import STORE
 from gateway.models import Channel
-from gateway.store import Batch, alert_id
+from gateway.plan import PUSH_CHANNELS
+from gateway.store import Batch, alert_id, now_ms
 from tests import alerts as A
 from tests.conftest import Gateway
+from tests.fakes import FakeProvider
 
 UNIT = "652301001001"  # 27 SMS (23 zh, 4 ug), 4 app, 2 messengers, 2 loudspeakers
 TOWNSHIP = "652301001"
@@ -99,13 +105,152 @@ async def test_retry_after_from_the_provider_is_honoured(gateway: Gateway) -> No
     assert set(sms_ids(gateway.sms)) == recipients(gateway, Channel.SMS, UNIT)
 
 
-async def test_timeouts_and_garbage_answers_are_retried(gateway: Gateway) -> None:
-    gateway.sms.script = ["slow:3", "garbage"]  # the client gives up after 2 s
-    await gateway.post(A.alert(geocodes=[UNIT]))
+@pytest.mark.parametrize("late", ["slow:3", "garbage", "listid", "partial:5"])
+async def test_a_late_or_unreadable_answer_is_not_a_reason_to_send_again(
+    gateway: Gateway, late: str
+) -> None:
+    """The provider took the batch but its answer came after the timeout (2 s), or could
+    not be read, or left recipients out: they count as sent (to that provider) and are
+    not sent again, by it or by the backup."""
+    gateway.sms.default = late
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.run()
-    behaviours = [c.behaviour for c in gateway.sms.calls]
-    assert behaviours[:3] == ["slow:3", "garbage", "ok"]
-    assert set(sms_ids(gateway.sms)) == recipients(gateway, Channel.SMS, UNIT)
+    want = recipients(gateway, Channel.SMS, UNIT)
+    assert Counter(sms_ids(gateway.sms)) == Counter(want)  # each once
+    assert len(sms_calls(gateway.sms)) == 2  # one per language batch, no second call
+    assert sms_calls(gateway.backup) == []
+    d = await gateway.deliveries(body["id"], channel="sms", count="1000")
+    assert d["counts"]["sms"] == {"sent": len(want)}
+    assert {x["note"] for x in d["deliveries"]} == {"sms-main"}
+    assert d["dead_letters"] == []
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'warngate_deliveries_uncertain_total{channel="sms"' in metrics
+
+
+async def test_an_idempotent_provider_gets_the_same_ids_again_and_sends_once(
+    aiohttp_client: Any, aiohttp_server: Any, config: Any, redis: Any
+) -> None:
+    """Where the provider de-duplicates by delivery id, a batch whose answer came late
+    goes again, with the same ids, to the same provider (not the backup)."""
+    from tests.conftest import with_providers
+
+    fakes = {n: FakeProvider(n, dedupe=n == "sms-main") for n in config.settings.providers}
+    for fake in fakes.values():
+        fake.port = (await aiohttp_server(fake.app())).port
+    cfg = with_providers(config, {n: f.url for n, f in fakes.items()},
+                         provider={"idempotent": True}, claim_idle_s=1.0)  # fmt: skip
+    gw = await _gateway_of(aiohttp_client, cfg, fakes)
+    fakes["sms-main"].script = ["slow:3", "slow:3"]
+    await gw.post(A.alert(geocodes=[UNIT]))
+    await gw.run()
+    calls = sms_calls(fakes["sms-main"])
+    assert [c.behaviour for c in calls][:2] == ["slow:3", "slow:3"]
+    assert sorted(calls[2].ids) == sorted(calls[0].ids)  # the same delivery ids again
+    assert Counter(sms_ids(fakes["sms-main"])) == Counter(recipients(gw, Channel.SMS, UNIT))
+    assert sms_calls(fakes["sms-backup"]) == []
+
+
+async def test_malformed_answers_are_typed_errors_and_retries_end(gateway: Gateway) -> None:
+    """A provider that keeps answering a retryable error with `retry_after: "soon"`:
+    retried, at most `max_attempts` times in all, then dead letters."""
+    gateway.sms.default = gateway.backup.default = "soon"
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    max_attempts = gateway.config.settings.dispatch.max_attempts
+    assert len(sms_calls(gateway.sms)) + len(sms_calls(gateway.backup)) == 2 * max_attempts
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"failed": len(recipients(gateway, Channel.SMS, UNIT))}
+    assert {x["error"]["attempts"] for x in d["dead_letters"] if x["channel"] == "sms"} == {
+        max_attempts
+    }
+
+
+async def test_a_batch_taken_over_after_its_last_attempt_is_not_tried_again(
+    gateway: Gateway,
+) -> None:
+    """The worker made the last allowed attempt and died before closing the batch:
+    whoever takes it over makes no attempt beyond `max_attempts`."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    streams = gateway.workers.send_streams(Channel.SMS)
+    rows = await gateway.store.read_group(streams, "senders", "test", count=10, block_ms=None)
+    max_attempts = gateway.config.settings.dispatch.max_attempts
+    for stream, entry, _ in rows:
+        await gateway.store.redis.hset(
+            gateway.store.keys.attempts(body["id"]), f"{stream}#{entry}", max_attempts
+        )
+    for row in rows:
+        await gateway.workers.sender.handle(*row)
+    assert sms_calls(gateway.sms) == []
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"failed": len(recipients(gateway, Channel.SMS, UNIT))}
+    assert {x["error"]["code"] for x in d["dead_letters"]} == {"attempts-exhausted"}
+
+
+@pytest.mark.parametrize("refusal", ["401", "403"])
+async def test_a_primary_refusing_our_credentials_fails_over_at_once(
+    gateway: Gateway, refusal: str
+) -> None:
+    gateway.sms.default = gateway.push.default = refusal
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    want = recipients(gateway, Channel.SMS, UNIT)
+    assert Counter(sms_ids(gateway.backup)) == Counter(want)
+    assert len(sms_calls(gateway.sms)) == 1  # the first call; then the breaker is open
+    tasks = [i for i in gateway.backup.accepted_ids if ":messenger:" in i]
+    assert {rid(i) for i in tasks} == recipients(gateway, Channel.MESSENGER, UNIT)
+    assert {rid(i) for i in gateway.fakes["push-backup"].accepted_ids} == recipients(
+        gateway, Channel.APP, UNIT
+    )
+    d = await gateway.deliveries(body["id"])
+    assert d["dead_letters"] == []
+    assert set(d["counts"]) >= {"sms", "app", "messenger"}
+    assert all(set(c) == {"sent"} for ch, c in d["counts"].items() if ch != "loudspeaker")
+    metrics = await (await gateway.client.get("/metrics")).text()
+    assert 'warngate_provider_credentials_errors_total{provider="sms-main"}' in metrics
+
+
+async def test_credentials_refused_without_another_route_fail_at_once(
+    aiohttp_client: Any, aiohttp_server: Any, config: Any, redis: Any
+) -> None:
+    from tests.conftest import with_providers
+
+    fakes = {n: FakeProvider(n, default="401") for n in config.settings.providers}
+    for fake in fakes.values():
+        fake.port = (await aiohttp_server(fake.app())).port
+    cfg = with_providers(config, {n: f.url for n, f in fakes.items()})
+    s = cfg.settings
+    channels = {c: r.model_copy(update={"secondary": None}) for c, r in s.channels.items()}
+    cfg = Config(s.model_copy(update={"channels": channels}), cfg.registry, cfg.hazards,
+                 cfg.directory, cfg.policy)  # fmt: skip
+    gw = await _gateway_of(aiohttp_client, cfg, fakes)
+    body = await gw.post(A.alert(geocodes=[UNIT]))
+    await gw.run()
+    assert len(sms_calls(fakes["sms-main"])) == 2  # one per language batch, no retry
+    d = await gw.deliveries(body["id"])
+    assert {x["error"]["code"] for x in d["dead_letters"]} == {"http-401"}
+
+
+async def _gateway_of(aiohttp_client: Any, cfg: Config, fakes: dict[str, FakeProvider]) -> Gateway:
+    """A Gateway like the fixture's, on another configuration."""
+    app = create_app(cfg, background=False)
+    client = await aiohttp_client(app)
+    workers = build_workers(app, "test")
+    waits: list[float] = []
+    clock = [now_ms()]
+
+    async def no_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await asyncio.sleep(0)
+
+    workers.sender.sleep = no_sleep
+    for stream in workers.plan_streams():
+        await app[STORE].ensure_group(stream, "planners")
+    for channel in PUSH_CHANNELS:
+        for stream in workers.send_streams(channel):
+            await app[STORE].ensure_group(stream, "senders")
+    return Gateway(client, app, cfg, app[STORE], workers, fakes["sms-main"],
+                   fakes["sms-backup"], fakes["push"], waits, clock, fakes)  # fmt: skip
 
 
 async def test_error_inside_200_retryable_or_not(gateway: Gateway) -> None:

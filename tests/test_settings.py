@@ -123,7 +123,12 @@ def test_a_second_process_shares_the_embedded_redis(tmp_path: Path) -> None:
 def test_provider_status_tables_and_channel_routes_are_checked(tmp_path: Path) -> None:
     for name, old, new, expected in [
         ("statuses", "EXPIRED: expired}", "EXPIRED: gone}", "maps to 'gone'"),
-        ("route", "  app: {primary: push}\n", "", "channels.app: the policy sends through"),
+        (
+            "route",
+            "  app: {primary: push, secondary: push-backup}\n",
+            "",
+            "channels.app: the policy sends through",
+        ),
     ]:
         broken = tmp_path / name
         shutil.copytree(SAMPLE_CONFIG, broken)

@@ -599,6 +599,19 @@ class DeliveryStore(StoreBase):
         )
         return int(res)
 
+    async def breaker_open(self, provider: str, cooldown_ms: int, now: int | None = None) -> None:
+        """Open a provider's breaker at once (it refuses our credentials): every worker
+        fails over until the cool-down ends and one probe finds it mended."""
+        at = now or now_ms()
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.hset(
+                self.keys.breaker(provider),
+                mapping={"open_until": at + cooldown_ms, "probe_until": 0, "start": at,
+                         "ok": 0, "err": 0},
+            )  # fmt: skip
+            pipe.pexpire(self.keys.breaker(provider), 86_400_000)
+            await pipe.execute()
+
     async def breaker_peek(self, provider: str, now: int | None = None) -> int:
         """The state without taking the probe: 0 closed, 1 open, 2 half-open."""
         raw = await self.redis.hget(self.keys.breaker(provider), "open_until")
