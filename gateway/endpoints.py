@@ -27,7 +27,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels import DisplayAdapter, LoudspeakerAdapter
@@ -368,6 +367,8 @@ class EndpointHub:
         self, endpoint: Endpoint, since: str | None, wait_s: float
     ) -> tuple[str, list[dict[str, Any]]]:
         """Long-poll: changes now, or the first within `wait_s` seconds."""
+        if not 0 <= wait_s < math.inf:  # NaN too: a timer the loop cannot order
+            raise ValueError(f"wait_s must be finite and not negative, not {wait_s!r}")
         deadline = time.monotonic() + wait_s
         while True:
             event = self.event_for(endpoint.unit)
@@ -534,14 +535,3 @@ class EndpointHub:
         at = now_ms()
         await self.store.heartbeat(endpoint.id, beat.model_dump(exclude_none=True), at)
         return {"endpoint": endpoint.id, "last_seen": at}
-
-
-def parse_wait(request: web.Request, max_wait: float) -> float:
-    raw = request.query.get("wait", "0")
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds", code="bad-query") from None
-    if wait < 0:
-        raise BadRequest("wait must not be negative", code="bad-query")
-    return min(wait, max_wait)

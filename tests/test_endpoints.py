@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -483,3 +484,44 @@ async def test_receipts_a_flush_could_not_write_go_with_the_next_one(
 async def hgetall_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+BAD_WAITS = [
+    "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "-1", "-0.5", "1e309", "1e3", "1e20",
+    "9" * 30, str(10**400), "3600.5", "0x10", "1_0", "٣", "١٠", " 1", "1 ", "+1", "", "1,5",
+]  # fmt: skip
+
+
+async def test_a_bad_wait_is_refused_and_parked_devices_keep_their_timers(
+    gateway: Gateway,
+) -> None:
+    """`wait=nan` was accepted: its request never answered, and its NaN deadline, once in
+    the event loop's timer heap, made the loop serve every other parked device late (and
+    SIGTERM no longer stopped the process). Every value that is not plain digits from 0 to
+    3600 is a 400 naming `wait`, and no timer of the loop is left without a finite time."""
+    hub = gateway.app[HUB]
+    other = "ls-652301001001-2"
+    parked = asyncio.create_task(poll(gateway, SPEAKER, wait=1))
+    while hub.connected < 1:  # noqa: ASYNC110 (a condition, not a timer)
+        await asyncio.sleep(0.01)
+    url = f"/api/v1/endpoints/{other}/messages"
+    for bad in BAD_WAITS:
+        resp = await asyncio.wait_for(
+            gateway.client.get(url, params={"wait": bad}, headers=device(other)), 10
+        )
+        body = await problem(resp, 400, "bad-query")
+        assert body["parameter"] == "wait", bad
+        assert body["errors"][0]["loc"] == "query.wait"
+    twice = await gateway.client.get(f"{url}?wait=1&wait=nan", headers=device(other))
+    assert (await problem(twice, 400, "bad-query"))["parameter"] == "wait"
+    loop = asyncio.get_running_loop()
+    assert all(math.isfinite(h.when()) for h in loop._scheduled)  # type: ignore[attr-defined]
+    got = await asyncio.wait_for(parked, 30)  # a watchdog, not a speed check
+    assert got["messages"] == []
+    assert hub.connected == 0
+    # Within the protocol's range, more than `endpoints.max_wait_s` is waited as that much.
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    for fine in ("0", "0.25", "3600", "90.5"):
+        got = await poll(gateway, other, wait=fine)
+        assert [m["id"] for m in got["messages"]] == [body["id"]], fine
