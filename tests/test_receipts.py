@@ -260,3 +260,42 @@ async def test_bulk_receipts_in_several_chunks_count_each_delivery_once(gateway:
     assert agg["n|sms|sent"] == "2500"
     assert int(agg["n|sms|queued"]) == -2500  # counted queued by the planner, not here
     assert sum(int(v) for k, v in agg.items() if k.startswith("s|sms|652301001001|")) == 5000
+
+
+async def test_a_callback_token_with_a_non_ascii_byte_is_a_wrong_token(gateway: Gateway) -> None:
+    """A byte above 0x7f in `X-Callback-Token` could not be encoded for the comparison
+    (a 500): it is a wrong token."""
+    from tests.test_endpoints import raw_status
+
+    for token in (b"demo-callback-sms-main\xff", b"\xe9", "démo".encode()):
+        status, head = await raw_status(
+            gateway,
+            b"POST /api/v1/callbacks/sms/sms-main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"X-Callback-Token: %s\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]" % token,
+        )
+        assert status == 401, token
+        assert b"application/problem+json" in head
+
+
+async def test_messenger_replies_are_read_in_ascii_digits(gateway: Gateway) -> None:
+    """`\\d` took Arabic-Indic and other Unicode digits as household counts."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
+    assert cols is not None
+    for text in (f"{code} 2 ٣", f"{code} ٢ 3", f"{code} 2 ３"):
+        resp = await gateway.client.post(
+            "/api/v1/callbacks/sms/sms-main/inbound",
+            data=orjson.dumps({"from": cols.addresses[0], "text": text}),
+            headers={"X-Callback-Token": "demo-callback-sms-main"},
+        )
+        await problem(resp, 422, "invalid-relay")
+    for bad in ("ÄÄÄÄÄÄÄÄ", "AAAAAAAAA", "AAAA"):  # never a task code: not looked up
+        resp = await gateway.client.post(
+            f"/api/v1/relay/{bad}", data=orjson.dumps({"phone": cols.addresses[0],
+                                                       "status": "received"}),
+        )  # fmt: skip
+        await problem(resp, 404, "relay-not-found")
+    d = await gateway.deliveries(body["id"])
+    assert "acknowledged" not in d["counts"]["messenger"]
