@@ -6,14 +6,25 @@ acknowledge relay tasks by the task code (one per alert × unit, in the task tex
 their phone number: first `received`, then `relayed` with the households told.
 Repeated, late and out-of-order receipts are harmless: the state machine in the store
 only moves forward.
+
+A provider confirms only what it was given: a receipt counts when the delivery's
+record names that provider (the sender writes it as the note of `sent`, and later
+states keep it). Anything else is refused, counted in
+`warngate_receipts_refused_total` and listed in the answer — a backup provider's token
+cannot confirm the primary's deliveries, and nobody can mark a delivery as done before
+it is sent (which would have stopped it being sent at all). A receipt may overtake the
+sender's own record of the send, so one for a delivery with no record yet is looked up
+again for up to `VERIFY_WAIT_S` before it is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import re
+import time
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -25,6 +36,7 @@ from gateway.metrics import Metrics
 from gateway.models import Channel, ProviderConfig
 from gateway.receipts import CONFIRMED, DeliveryState, ProviderStatusMap
 from gateway.store import ReceiptUpdate, Store, now_ms
+from gateway.store.deliveries import stored_note
 
 __all__ = ["ReceiptDesk", "relay_code"]
 
@@ -36,6 +48,7 @@ _CODE = re.compile(r"[A-Z2-7]{8}")
 # The recipient part of a delivery id: a directory id (gateway.directory), nothing that
 # could split the fields of a stored receipt.
 _RECIPIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+VERIFY_WAIT_S = 5.0  # how long a receipt may wait for the sender's record of the send
 
 
 def relay_code(secret: str, alert: str, unit: str) -> str:
@@ -73,6 +86,7 @@ class ReceiptDesk:
             name: ProviderStatusMap(p.statuses) for name, p in config.settings.providers.items()
         }
         self._accepted: dict[str, int] = {}
+        self.verify_wait_s = VERIFY_WAIT_S
 
     def provider(self, name: str, token: str | None) -> ProviderConfig:
         found = self.config.settings.providers.get(name)
@@ -135,14 +149,60 @@ class ReceiptDesk:
                             for u in updates]  # fmt: skip
                 continue
             self.metrics.receipts.labels(channel, name).inc(len(updates))
+            mine, refused = await self._sent_through(name, alert, channel, updates)
+            ignored += refused
+            if not mine:
+                continue
             reach = "acknowledged" if channel == Channel.MESSENGER.value else ""
             changed += await self.store.record(
-                alert, channel, updates, accepted_ms=accepted, reach_state=reach
+                alert, channel, mine, accepted_ms=accepted, reach_state=reach
             )
             age = max(0.0, (now_ms() - accepted) / 1000)
-            confirmed = sum(1 for u in updates if DeliveryState(u.state) in CONFIRMED)
+            confirmed = sum(1 for u in mine if DeliveryState(u.state) in CONFIRMED)
             self.metrics.latency.observe((channel, "delivered"), age, confirmed)
         return {"received": len(rows), "changed": changed, "ignored": ignored}
+
+    async def _sent_through(
+        self, provider: str, alert: str, channel: str, updates: list[ReceiptUpdate]
+    ) -> tuple[list[ReceiptUpdate], list[dict[str, str]]]:
+        """(receipts of deliveries sent through `provider`, the others as refusals).
+
+        One HMGET per look; deliveries with no record of a send yet are looked up again,
+        with growing pauses, until `verify_wait_s` has passed (the provider's receipt can
+        come before the sender has written what the provider answered)."""
+        note = stored_note(provider)
+        others = {stored_note(p) for p in self.config.settings.providers if p != provider}
+        mine: list[ReceiptUpdate] = []
+        refused: list[dict[str, str]] = []
+
+        def refuse(u: ReceiptUpdate, why: str, reason: str) -> None:
+            refused.append({"id": f"{alert}:{channel}:{u.id}", "reason": reason})
+            self.metrics.receipts_refused.labels(channel, provider, why).inc()
+
+        waiting = updates
+        deadline = time.monotonic() + self.verify_wait_s
+        pause = 0.05
+        while True:
+            found = await self.store.receipt_states(alert, channel, [u.id for u in waiting])
+            later = []
+            for u, current in zip(waiting, found, strict=True):
+                if current is None or current[0] == DeliveryState.QUEUED.value:
+                    later.append(u)
+                elif current[1] == note:
+                    mine.append(u)
+                elif current[1] in others:
+                    refuse(u, "other-provider", "sent through another provider")
+                else:
+                    refuse(u, "not-sent", "not sent through this provider")
+            waiting = later
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause *= 2
+        for u in waiting:
+            refuse(u, "not-sent", "not sent through this provider")
+        return mine, refused
 
     async def relay(self, code: str, body: bytes) -> dict[str, Any]:
         data = read_json(body, invalid_code="invalid-relay")

@@ -22,7 +22,14 @@ from gateway.receipts import FINAL, RANK
 from gateway.store.base import StoreBase, now_ms
 from gateway.store.scripts import ADVANCE, BREAKER, PROBE, QUOTA, SENT, TOKENS
 
-__all__ = ["Batch", "BatchRecipient", "BatchStart", "DeliveryStore", "ReceiptUpdate"]
+__all__ = [
+    "Batch",
+    "BatchRecipient",
+    "BatchStart",
+    "DeliveryStore",
+    "ReceiptUpdate",
+    "stored_note",
+]
 
 SEND_GROUP = "senders"
 PLAN_GROUP = "planners"
@@ -316,6 +323,24 @@ class DeliveryStore(StoreBase):
                 out.add(rid)
         return out
 
+    async def receipt_states(
+        self, alert: str, channel: str, ids: Sequence[str]
+    ) -> list[tuple[str, str] | None]:
+        """(state, note) of each delivery, None where it has no receipt yet, in one
+        command. The note of a delivery sent through a provider names the provider
+        (later receipts keep it): what a provider's own receipts are checked against."""
+        if not ids:
+            return []
+        values = await self.redis.hmget(self.keys.receipts(alert, channel), list(ids))
+        out: list[tuple[str, str] | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            parts = value.split("|")
+            out.append((parts[0], parts[7] if len(parts) > 7 else ""))
+        return out
+
     async def receipts_page(
         self, alert: str, channel: str, cursor: int, count: int
     ) -> tuple[int, list[tuple[str, str]]]:
@@ -507,9 +532,13 @@ class DeliveryStore(StoreBase):
 UNIT_SEP = "\x1f"
 
 
+def stored_note(note: str) -> str:
+    """A receipt's note as the store keeps it (see `receipt_states`)."""
+    return note.replace("|", "/").replace(UNIT_SEP, " ")[:120]
+
+
 def _packed(u: ReceiptUpdate) -> str:
-    note = u.note.replace("|", "/").replace(UNIT_SEP, " ")[:120]
-    return UNIT_SEP.join((*u[:-1], note))
+    return UNIT_SEP.join((*u[:-1], stored_note(u.note)))
 
 
 def _rows(got: Any) -> list[tuple[str, str, dict[str, str]]]:
