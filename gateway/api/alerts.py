@@ -221,15 +221,23 @@ async def rendered_messages(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
+    """Dead letters of the reader's jurisdiction: a desk sees the batches of its own
+    villages only (every desk saw every province's), of one alert it may read with
+    `?alert=`; an agency names one of its alerts."""
     principal = principal_of(request)
     alert = request.query.get("alert")
-    if isinstance(principal, Agency):
-        if alert is None:
-            raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
+    if alert is None and isinstance(principal, Agency):
+        raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
+    if alert is not None:
         record = await request.app[STORE].get_alert(alert)
         if record is None or not may_read(principal, record, request.app[CONFIG].registry):
             raise NotFound(f"no alert {alert!r}", code="alert-not-found")
-    return json_response({"dead_letters": await request.app[STORE].dead_letters(alert=alert)})
+
+    def mine(unit: str) -> bool:
+        return codes.is_division_code(unit) and principal.covers(unit)
+
+    found = await request.app[STORE].dead_letters(alert=alert, units=mine)
+    return json_response({"dead_letters": found})
 
 
 async def readable(request: web.Request) -> AlertRecord:

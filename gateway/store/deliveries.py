@@ -10,7 +10,7 @@ time). The rank table in the script is generated from `gateway.receipts.RANK`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, cast
 
@@ -414,26 +414,39 @@ class DeliveryStore(StoreBase):
         return str(await self.redis.xadd(self.keys.dead, fields))
 
     async def dead_letters(
-        self, alert: str | None = None, count: int = 100
+        self,
+        alert: str | None = None,
+        count: int = 100,
+        *,
+        units: Callable[[str], bool] | None = None,
+        scan: int = 10_000,
     ) -> list[dict[str, Any]]:
-        rows = await self.redis.xrevrange(
-            self.keys.dead, count=count * (1 if alert is None else 20)
-        )
-        out = []
-        for entry, f in rows:
-            if alert is not None and f.get("a") != alert:
-                continue
-            out.append(
-                {
-                    "entry": entry,
-                    "alert": f["a"],
-                    "channel": f["c"],
-                    "unit": f["u"],
-                    "recipients": len([x for x in f.get("r", "").split("\n") if x]),
-                    "error": orjson.loads(f.get("error", "{}")),
-                    "at": int(f.get("at", 0)),
-                }
-            )
+        """The newest dead letters, of one alert and/or of the units `units` accepts
+        (a reader's jurisdiction), reading back through at most `scan` entries."""
+        out: list[dict[str, Any]] = []
+        end, read, page = "+", 0, 500
+        while len(out) < count and read < scan:
+            rows = await self.redis.xrevrange(self.keys.dead, max=end, count=page)
+            for entry, f in rows:
+                if alert is not None and f.get("a") != alert:
+                    continue
+                if units is not None and not units(f.get("u", "")):
+                    continue
+                out.append(
+                    {
+                        "entry": entry,
+                        "alert": f["a"],
+                        "channel": f["c"],
+                        "unit": f["u"],
+                        "recipients": len([x for x in f.get("r", "").split("\n") if x]),
+                        "error": orjson.loads(f.get("error", "{}")),
+                        "at": int(f.get("at", 0)),
+                    }
+                )
+            read += len(rows)
+            if len(rows) < page:
+                break
+            end = f"({rows[-1][0]}"  # exclusive: the page after the last one read
         return out[:count]
 
     # -- relay tasks ---------------------------------------------------------------------
