@@ -1,5 +1,6 @@
-"""Who may read what: dead letters scoped to the reader's jurisdiction (two duty desks
-of the sample configuration, Changji prefecture and Kangbashi district)."""
+"""Hostile input on the routes duty desks read: dead letters scoped to the reader's
+jurisdiction (two desks of the sample configuration), numeric query parameters in
+range."""
 
 from __future__ import annotations
 
@@ -157,3 +158,27 @@ async def test_dead_letters_of_a_jurisdiction_are_found_behind_other_ones(
     found = await store.dead_letters(units=lambda u: u.startswith("150603"), count=5)
     assert [r["entry"] for r in found][:1] == [row["entry"]]
     assert {r["alert"] for r in found} == {w.kangbashi}
+
+
+async def test_deliveries_cursor_and_count_are_in_range(world: World) -> None:
+    """A cursor of 2^64 reached Redis' HSCAN, which answered "invalid cursor": a 500."""
+    w = world
+    url = f"/api/v1/alerts/{w.alert}/deliveries"
+    for name, value in [
+        ("cursor", str(2**64)),
+        ("cursor", str(2**63)),
+        ("cursor", "-1"),
+        ("cursor", "٣"),
+        ("count", "0"),
+        ("count", "1001"),
+        ("count", str(2**64)),
+    ]:
+        resp = await w.gw.client.get(
+            url, params={"channel": "sms", name: value}, headers=A.auth(A.OPERATOR)
+        )
+        assert (await problem(resp, 400, "bad-query"))["parameter"] == name
+    for cursor in ("0", str(2**63 - 1)):
+        resp = await w.gw.client.get(
+            url, params={"channel": "sms", "cursor": cursor}, headers=A.auth(A.OPERATOR)
+        )
+        assert resp.status == 200, await resp.text()
