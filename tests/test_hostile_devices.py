@@ -1,11 +1,15 @@
-"""Hostile input on the routes duty desks read: dead letters scoped to the reader's
-jurisdiction (two desks of the sample configuration), numeric query parameters in
-range."""
+"""Hostile input on the routes of devices, providers and duty desks: dead letters
+scoped to the reader's jurisdiction (two desks of the sample configuration), numeric
+query parameters in range, bodies that cannot be decoded. Requests go out as raw bytes
+over a socket, so that a test can send what a client library would refuse to."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import quote
 
 import orjson
 import pytest
@@ -26,6 +30,69 @@ KANGBASHI_UNIT = "150603001001"
 KANGBASHI_MET = "wgdemo-kangbashi-met"
 KANGBASHI_DUTY = "wgdemo-kangbashi-duty"
 SMS_TOKEN = b"demo-callback-sms-main"
+
+
+# -- raw HTTP --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Answer:
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+
+async def send(
+    gw: Gateway,
+    method: str,
+    path: str,
+    headers: tuple[tuple[bytes, bytes], ...] = (),
+    body: bytes = b"",
+    *,
+    chunked: bool = False,
+) -> Answer:
+    target = quote(path, safe="/?&=%:+,-._~!$'()*;@")  # non-ASCII as UTF-8 escapes
+    head = [f"{method} {target} HTTP/1.1".encode(), b"Host: 127.0.0.1", b"Connection: close"]
+    head += [name + b": " + value for name, value in headers]
+    if chunked:
+        head.append(b"Transfer-Encoding: chunked")
+        step = 32 * 1024
+        payload = b"".join(
+            b"%x\r\n%s\r\n" % (len(body[i : i + step]), body[i : i + step])
+            for i in range(0, len(body), step)
+        )
+        payload += b"0\r\n\r\n"
+    else:
+        head.append(b"Content-Length: %d" % len(body))
+        payload = body
+    reader, writer = await asyncio.open_connection(gw.client.host, gw.client.port)
+    try:
+        writer.write(b"\r\n".join(head) + b"\r\n\r\n" + payload)
+        await writer.drain()
+        raw = await asyncio.wait_for(reader.read(), 20)
+    except ConnectionResetError:  # answered (413) before the whole body was taken
+        raw = await asyncio.wait_for(reader.read(), 20)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionResetError, BrokenPipeError):
+            await writer.wait_closed()
+    top, _, rest = raw.partition(b"\r\n\r\n")
+    lines = top.decode("latin-1").split("\r\n")
+    fields = dict(line.split(": ", 1) for line in lines[1:] if ": " in line)
+    if fields.get("Transfer-Encoding") == "chunked":
+        rest = _unchunk(rest)
+    return Answer(int(lines[0].split(" ", 2)[1]), fields, rest)
+
+
+def _unchunk(data: bytes) -> bytes:
+    out = b""
+    while data:
+        size, _, data = data.partition(b"\r\n")
+        n = int(size, 16)
+        if n == 0:
+            break
+        out, data = out + data[:n], data[n + 2 :]
+    return out
 
 
 # -- what the gateway keeps ----------------------------------------------------------
@@ -182,3 +249,20 @@ async def test_deliveries_cursor_and_count_are_in_range(world: World) -> None:
             url, params={"channel": "sms", "cursor": cursor}, headers=A.auth(A.OPERATOR)
         )
         assert resp.status == 200, await resp.text()
+
+
+async def test_a_body_that_cannot_be_decoded_is_a_400(world: World) -> None:
+    """`Content-Encoding: gzip` on bytes that are not gzip failed while the body was
+    read: a 500."""
+    answer = await send(
+        world.gw,
+        "POST",
+        f"/api/v1/endpoints/{DEVICE}/heartbeat",
+        (
+            (b"Authorization", f"Bearer {device_token(DEVICE)}".encode()),
+            (b"Content-Encoding", b"gzip"),
+        ),
+        b"\x1f\x8bnot gzip",
+    )
+    assert answer.status == 400
+    assert orjson.loads(answer.body)["code"] == "malformed-body"
