@@ -522,7 +522,7 @@ async def test_a_bad_wait_is_refused_and_parked_devices_keep_their_timers(
     # Within the protocol's range, more than `endpoints.max_wait_s` is waited as that much.
     body = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.plan_all()
-    for fine in ("0", "0.25", "3600", "90.5"):
+    for fine in ("0", "0.25", "3600", "90.5", str(0.1 + 0.2)):
         got = await poll(gateway, other, wait=fine)
         assert [m["id"] for m in got["messages"]] == [body["id"]], fine
 

@@ -324,7 +324,7 @@ def device_cases(w: World) -> Iterator[Case]:
         "",
         "1,5",
         "%ff",
-        "1.1234567",
+        "1.123456789012345678901",
     ]
     for wait in waits:
         yield Case(

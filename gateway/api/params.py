@@ -19,7 +19,7 @@ from gateway.errors import BadRequest, FieldError
 __all__ = ["int_param", "seconds_param"]
 
 _WHOLE = re.compile(r"[0-9]{1,20}")
-_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
+_DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,20})?")  # str(0.1 + 0.2) has 17 decimals
 
 
 def _one(request: web.Request, name: str) -> str | None:
