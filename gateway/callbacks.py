@@ -142,6 +142,7 @@ class ReceiptDesk:
                 state = DeliveryState.DELIVERED  # only the messenger's own ack means relayed
             groups.setdefault((alert, channel), []).append(ReceiptUpdate(rid, state.value))
         changed = 0
+        deadline = time.monotonic() + self.verify_wait_s  # for the whole request
         for (alert, channel), updates in groups.items():
             accepted = await self._accepted_ms(alert)
             if accepted is None:
@@ -149,7 +150,7 @@ class ReceiptDesk:
                             for u in updates]  # fmt: skip
                 continue
             self.metrics.receipts.labels(channel, name).inc(len(updates))
-            mine, refused = await self._sent_through(name, alert, channel, updates)
+            mine, refused = await self._sent_through(name, alert, channel, updates, deadline)
             ignored += refused
             if not mine:
                 continue
@@ -163,13 +164,18 @@ class ReceiptDesk:
         return {"received": len(rows), "changed": changed, "ignored": ignored}
 
     async def _sent_through(
-        self, provider: str, alert: str, channel: str, updates: list[ReceiptUpdate]
+        self,
+        provider: str,
+        alert: str,
+        channel: str,
+        updates: list[ReceiptUpdate],
+        deadline: float,
     ) -> tuple[list[ReceiptUpdate], list[dict[str, str]]]:
         """(receipts of deliveries sent through `provider`, the others as refusals).
 
         One HMGET per look; deliveries with no record of a send yet are looked up again,
-        with growing pauses, until `verify_wait_s` has passed (the provider's receipt can
-        come before the sender has written what the provider answered)."""
+        with growing pauses, until `deadline` (monotonic) has passed: the provider's
+        receipt can come before the sender has written what the provider answered."""
         note = stored_note(provider)
         others = {stored_note(p) for p in self.config.settings.providers if p != provider}
         mine: list[ReceiptUpdate] = []
@@ -180,7 +186,6 @@ class ReceiptDesk:
             self.metrics.receipts_refused.labels(channel, provider, why).inc()
 
         waiting = updates
-        deadline = time.monotonic() + self.verify_wait_s
         pause = 0.05
         while True:
             found = await self.store.receipt_states(alert, channel, [u.id for u in waiting])
