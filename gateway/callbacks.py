@@ -6,31 +6,49 @@ acknowledge relay tasks by the task code (one per alert × unit, in the task tex
 their phone number: first `received`, then `relayed` with the households told.
 Repeated, late and out-of-order receipts are harmless: the state machine in the store
 only moves forward.
+
+A provider confirms only what it was given: a receipt counts when the delivery's
+record names that provider (the sender writes it as the note of `sent`, and later
+states keep it). Anything else is refused, counted in
+`warngate_receipts_refused_total` and listed in the answer — a backup provider's token
+cannot confirm the primary's deliveries, and nobody can mark a delivery as done before
+it is sent (which would have stopped it being sent at all). A receipt may overtake the
+sender's own record of the send, so one for a delivery with no record yet is looked up
+again for up to `VERIFY_WAIT_S` before it is refused.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
 import re
+import time
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from gateway.cap import field_errors
 from gateway.config import Config
 from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from gateway.jsonbody import fields_of, read_json
 from gateway.metrics import Metrics
 from gateway.models import Channel, ProviderConfig
 from gateway.receipts import CONFIRMED, DeliveryState, ProviderStatusMap
 from gateway.store import ReceiptUpdate, Store, now_ms
+from gateway.store.deliveries import stored_note
 
 __all__ = ["ReceiptDesk", "relay_code"]
 
 _FAMILY_CHANNELS = {"sms": {Channel.SMS, Channel.MESSENGER}, "app": {Channel.APP}}
-_INBOUND = re.compile(r"^\s*([A-Z2-7]{8})\s+([12])(?:\s+(\d{1,5}))?\s*$", re.IGNORECASE)
+_INBOUND = re.compile(
+    r"^\s*([A-Z2-7]{8})\s+([12])(?:\s+([0-9]{1,5}))?\s*$", re.IGNORECASE | re.ASCII
+)
+_CODE = re.compile(r"[A-Z2-7]{8}")
+# The recipient part of a delivery id: a directory id (gateway.directory), nothing that
+# could split the fields of a stored receipt.
+_RECIPIENT = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+VERIFY_WAIT_S = 5.0  # how long a receipt may wait for the sender's record of the send
 
 
 def relay_code(secret: str, alert: str, unit: str) -> str:
@@ -68,13 +86,20 @@ class ReceiptDesk:
             name: ProviderStatusMap(p.statuses) for name, p in config.settings.providers.items()
         }
         self._accepted: dict[str, int] = {}
+        self.verify_wait_s = VERIFY_WAIT_S
 
     def provider(self, name: str, token: str | None) -> ProviderConfig:
         found = self.config.settings.providers.get(name)
         if found is None:
             raise NotFound(f"no provider {name!r}", code="provider-not-found")
         secret = found.callback_token.get_secret_value() if found.callback_token else None
-        if secret is None or not hmac.compare_digest((token or "").encode(), secret.encode()):
+        token = (token or "").strip()
+        # A byte above 0x7f arrives as a lone surrogate, which cannot be encoded (a 500).
+        if (
+            secret is None
+            or not token.isascii()
+            or not hmac.compare_digest(token.encode(), secret.encode())
+        ):
             raise Unauthorized("wrong or missing X-Callback-Token", code="bad-callback-token")
         return found
 
@@ -88,10 +113,7 @@ class ReceiptDesk:
 
     async def provider_receipts(self, name: str, family: str, body: bytes) -> dict[str, Any]:
         """A provider's delivery receipts: one object, a list, or {"receipts": [...]}."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        data = read_json(body, invalid_code="invalid-receipt")
         if isinstance(data, dict):
             data = data.get("receipts", [data])
         if not isinstance(data, list) or len(data) > 10_000:
@@ -100,9 +122,10 @@ class ReceiptDesk:
             rows = [ProviderReceipt.model_validate(r) for r in data]
         except ValidationError as exc:
             raise Unprocessable(
-                "invalid receipt", code="invalid-receipt", errors=field_errors(exc)
+                "invalid receipt", code="invalid-receipt", errors=fields_of(exc)
             ) from None
         table = self.maps[name]
+        channels = {c.value for c in _FAMILY_CHANNELS[family]}
         groups: dict[tuple[str, str], list[ReceiptUpdate]] = {}
         ignored: list[dict[str, str]] = []
         for row in rows:
@@ -111,7 +134,7 @@ class ReceiptDesk:
             if state is None:
                 ignored.append({"id": row.id, "reason": f"unknown status {row.status!r}"})
                 continue
-            if len(parts) != 3 or parts[1] not in {c.value for c in _FAMILY_CHANNELS[family]}:
+            if len(parts) != 3 or parts[1] not in channels or not _RECIPIENT.fullmatch(parts[2]):
                 ignored.append({"id": row.id, "reason": "not a delivery id of this channel"})
                 continue
             alert, channel, rid = parts
@@ -119,39 +142,89 @@ class ReceiptDesk:
                 state = DeliveryState.DELIVERED  # only the messenger's own ack means relayed
             groups.setdefault((alert, channel), []).append(ReceiptUpdate(rid, state.value))
         changed = 0
+        deadline = time.monotonic() + self.verify_wait_s  # for the whole request
         for (alert, channel), updates in groups.items():
             accepted = await self._accepted_ms(alert)
             if accepted is None:
                 ignored += [{"id": f"{alert}:{channel}:{u.id}", "reason": "unknown alert"}
                             for u in updates]  # fmt: skip
                 continue
+            self.metrics.receipts.labels(channel, name).inc(len(updates))
+            mine, refused = await self._sent_through(name, alert, channel, updates, deadline)
+            ignored += refused
+            if not mine:
+                continue
             reach = "acknowledged" if channel == Channel.MESSENGER.value else ""
             changed += await self.store.record(
-                alert, channel, updates, accepted_ms=accepted, reach_state=reach
+                alert, channel, mine, accepted_ms=accepted, reach_state=reach
             )
-            self.metrics.receipts.labels(channel, name).inc(len(updates))
             age = max(0.0, (now_ms() - accepted) / 1000)
-            confirmed = sum(1 for u in updates if DeliveryState(u.state) in CONFIRMED)
+            confirmed = sum(1 for u in mine if DeliveryState(u.state) in CONFIRMED)
             self.metrics.latency.observe((channel, "delivered"), age, confirmed)
         return {"received": len(rows), "changed": changed, "ignored": ignored}
 
+    async def _sent_through(
+        self,
+        provider: str,
+        alert: str,
+        channel: str,
+        updates: list[ReceiptUpdate],
+        deadline: float,
+    ) -> tuple[list[ReceiptUpdate], list[dict[str, str]]]:
+        """(receipts of deliveries sent through `provider`, the others as refusals).
+
+        One HMGET per look; deliveries with no record of a send yet are looked up again,
+        with growing pauses, until `deadline` (monotonic) has passed: the provider's
+        receipt can come before the sender has written what the provider answered."""
+        note = stored_note(provider)
+        others = {stored_note(p) for p in self.config.settings.providers if p != provider}
+        mine: list[ReceiptUpdate] = []
+        refused: list[dict[str, str]] = []
+
+        def refuse(u: ReceiptUpdate, why: str, reason: str) -> None:
+            refused.append({"id": f"{alert}:{channel}:{u.id}", "reason": reason})
+            self.metrics.receipts_refused.labels(channel, provider, why).inc()
+
+        waiting = updates
+        pause = 0.05
+        while True:
+            found = await self.store.receipt_states(alert, channel, [u.id for u in waiting])
+            later = []
+            for u, current in zip(waiting, found, strict=True):
+                if current is None or current[0] == DeliveryState.QUEUED.value:
+                    later.append(u)
+                elif current[1] == note:
+                    mine.append(u)
+                elif current[1] in others:
+                    refuse(u, "other-provider", "sent through another provider")
+                else:
+                    refuse(u, "not-sent", "not sent through this provider")
+            waiting = later
+            left = deadline - time.monotonic()
+            if not waiting or left <= 0:
+                break
+            await asyncio.sleep(min(pause, left))
+            pause *= 2
+        for u in waiting:
+            refuse(u, "not-sent", "not sent through this provider")
+        return mine, refused
+
     async def relay(self, code: str, body: bytes) -> dict[str, Any]:
+        data = read_json(body, invalid_code="invalid-relay")
         try:
-            ack = RelayAck.model_validate(orjson.loads(body))
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+            ack = RelayAck.model_validate(data)
         except ValidationError as exc:
             raise Unprocessable(
-                "invalid relay acknowledgement", code="invalid-relay", errors=field_errors(exc)
+                "invalid relay acknowledgement", code="invalid-relay", errors=fields_of(exc)
             ) from None
         return await self._relay(code.upper(), ack)
 
     async def inbound_sms(self, body: bytes) -> dict[str, Any]:
         """A messenger's SMS reply, forwarded by the provider: `CODE 1` or `CODE 2 45`."""
+        data = read_json(body, invalid_code="invalid-relay")
         try:
-            data = orjson.loads(body)
             sender, text = str(data["from"]), str(data["text"])
-        except (orjson.JSONDecodeError, KeyError, TypeError):
+        except (KeyError, TypeError, IndexError):
             raise BadRequest('expected {"from", "text"}', code="malformed-json") from None
         match = _INBOUND.match(text)
         if match is None:
@@ -168,7 +241,7 @@ class ReceiptDesk:
         return await self._relay(code.upper(), ack)
 
     async def _relay(self, code: str, ack: RelayAck) -> dict[str, Any]:
-        task = await self.store.relay_task(code)
+        task = await self.store.relay_task(code) if _CODE.fullmatch(code) else None
         if task is None:
             raise NotFound(f"no relay task {code!r}", code="relay-not-found")
         alert, unit = task

@@ -20,6 +20,7 @@ import contextlib
 import hmac
 import logging
 import math
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -27,20 +28,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels import DisplayAdapter, LoudspeakerAdapter
 from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.auth import hash_key
-from gateway.cap import field_errors
 from gateway.directory import Directory, Endpoint
-from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
+from gateway.errors import NotFound, Unauthorized, Unprocessable
+from gateway.jsonbody import fields_of, read_json
 from gateway.metrics import Metrics
 from gateway.models import Channel
 from gateway.render import layout_lines
 from gateway.settings import EndpointSettings, RenderSettings
-from gateway.store import ReceiptUpdate, Store, UnitEntry, now_ms, seq_key
+from gateway.store import ReceiptUpdate, Store, UnitEntry, now_ms
 
 __all__ = ["EndpointHub", "present", "visible"]
 
@@ -101,6 +101,21 @@ def present(
         "repeat": int(d.get("repeat", 0)),
         "content": content,
     }
+
+
+_CURSOR = re.compile(r"([0-9]{1,20})(?:-([0-9]{1,20}))?")
+_U64 = 2**64 - 1
+
+
+def cursor_key(since: str | None) -> tuple[int, int]:
+    """A device's cursor as (ms, seq), or (-1, -1) for none: anything that is not a
+    Redis stream id in range (two unsigned 64-bit numbers) is an unknown cursor, and an
+    unknown cursor gets the whole current state (docs/endpoint-protocol.md)."""
+    found = _CURSOR.fullmatch(since) if since else None
+    if found is None:
+        return -1, -1
+    ms, seq = int(found[1]), int(found[2] or 0)
+    return (ms, seq) if ms <= _U64 and seq <= _U64 else (-1, -1)
 
 
 class Receipt(BaseModel):
@@ -270,11 +285,16 @@ class EndpointHub:
     def authenticate(self, endpoint_id: str, authorization: str | None) -> Endpoint:
         endpoint = self.directory.endpoints.get(endpoint_id)
         scheme, _, token = (authorization or "").partition(" ")
+        token = token.strip()
         if endpoint is None:
             # Same answer as a wrong token: ids are not secret, but no need to confirm them.
             raise Unauthorized("unknown endpoint or wrong device token", code="bad-device-token")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(
-            hash_key(token.strip()), endpoint.token_hash
+        # Tokens are ASCII: a byte above 0x7f arrives as a lone surrogate, which cannot
+        # even be hashed (it was a 500).
+        if (
+            scheme.lower() != "bearer"
+            or not token.isascii()
+            or not hmac.compare_digest(hash_key(token), endpoint.token_hash)
         ):
             raise Unauthorized("unknown endpoint or wrong device token", code="bad-device-token")
         return endpoint
@@ -330,7 +350,7 @@ class EndpointHub:
 
     async def _changes(self, endpoint: Endpoint, since: str | None) -> tuple[str, list[_Shown]]:
         entries = [e for e in await self.entries(endpoint.unit) if visible(e, endpoint)]
-        after = seq_key(since) if since is not None else (-1, -1)
+        after = cursor_key(since)
         latest = max(entries, key=lambda e: e.order, default=None)
         if latest is not None and after > latest.order:
             # Ahead of everything this unit has (a restored server, a device bug): the
@@ -368,6 +388,8 @@ class EndpointHub:
         self, endpoint: Endpoint, since: str | None, wait_s: float
     ) -> tuple[str, list[dict[str, Any]]]:
         """Long-poll: changes now, or the first within `wait_s` seconds."""
+        if not 0 <= wait_s < math.inf:  # NaN too: a timer the loop cannot order
+            raise ValueError(f"wait_s must be finite and not negative, not {wait_s!r}")
         deadline = time.monotonic() + wait_s
         while True:
             event = self.event_for(endpoint.unit)
@@ -470,29 +492,29 @@ class EndpointHub:
         return found
 
     async def receipts(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
-        """Played / displayed / failed, as the device reports them."""
-        try:
-            data = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
+        """Played / displayed / failed, as the device reports them. Every receipt of a
+        request is checked before any is recorded: one refused changes nothing."""
+        data = read_json(body, invalid_code="invalid-receipt")
         if isinstance(data, dict) and "receipts" not in data:
             data = {"receipts": [data]}
         try:
             parsed = Receipts.model_validate(data)
         except ValidationError as exc:
             raise Unprocessable(
-                "invalid receipts", code="invalid-receipt", errors=field_errors(exc)
+                "invalid receipts", code="invalid-receipt", errors=fields_of(exc)
             ) from None
-        confirm = "played" if endpoint.kind.value == Channel.LOUDSPEAKER.value else "displayed"
-        counted = 0
+        kind = endpoint.kind.value
+        confirm = "played" if kind == Channel.LOUDSPEAKER.value else "displayed"
+        accepted: dict[str, int] = {}
+        updates: dict[str, list[ReceiptUpdate]] = {}
         for r in parsed.receipts:
             if r.status not in (confirm, "failed"):
                 raise Unprocessable(
-                    f"a {endpoint.kind.value} reports '{confirm}' or 'failed', not {r.status!r}",
+                    f"a {kind} reports '{confirm}' or 'failed', not {r.status!r}",
                     code="invalid-receipt",
                 )
-            accepted = await self._accepted(r.alert)
-            if accepted is None:
+            found = await self._accepted(r.alert)
+            if found is None:
                 raise NotFound(f"no alert {r.alert!r}", code="alert-not-found")
             if not await self._published_to(r.alert, endpoint):
                 raise Unprocessable(
@@ -500,48 +522,31 @@ class EndpointHub:
                     code="not-sent-to-device",
                     title="Invalid receipt",
                 )
+            accepted[r.alert] = found
             update = ReceiptUpdate(
-                endpoint.id,
-                r.status,
-                endpoint.unit,
-                str(endpoint.covers_population),
-                endpoint.languages[0],
-                " ".join(endpoint.groups),
-                "",
-                r.reason or "",
-            )
-            await self.flush()  # a receipt never overtakes the fetch it answers
-            counted += await self.store.record(
-                r.alert, endpoint.kind.value, [update], accepted_ms=accepted
-            )
-            self.metrics.receipts.labels(endpoint.kind.value, "endpoint").inc()
-            self.metrics.deliveries.labels(endpoint.kind.value, "-", r.status).inc()
-            self.metrics.latency.observe(
-                (endpoint.kind.value, r.status), max(0.0, (now_ms() - accepted) / 1000)
-            )
+                endpoint.id, r.status, endpoint.unit, str(endpoint.covers_population),
+                endpoint.languages[0], " ".join(endpoint.groups), "", r.reason or "",
+            )  # fmt: skip
+            updates.setdefault(r.alert, []).append(update)
+        await self.flush()  # a receipt never overtakes the fetch it answers
+        counted = 0
+        for alert, ups in updates.items():
+            counted += await self.store.record(alert, kind, ups, accepted_ms=accepted[alert])
+            age = max(0.0, (now_ms() - accepted[alert]) / 1000)
+            for u in ups:
+                self.metrics.receipts.labels(kind, "endpoint").inc()
+                self.metrics.deliveries.labels(kind, "-", u.state).inc()
+                self.metrics.latency.observe((kind, u.state), age)
         return {"accepted": len(parsed.receipts), "changed": counted}
 
     async def heartbeat(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
+        data = read_json(body or b"{}", invalid_code="invalid-heartbeat")
         try:
-            data = orjson.loads(body or b"{}")
             beat = Heartbeat.model_validate(data)
-        except orjson.JSONDecodeError as exc:
-            raise BadRequest(f"body is not JSON: {exc}", code="malformed-json") from None
         except ValidationError as exc:
             raise Unprocessable(
-                "invalid heartbeat", code="invalid-heartbeat", errors=field_errors(exc)
+                "invalid heartbeat", code="invalid-heartbeat", errors=fields_of(exc)
             ) from None
         at = now_ms()
         await self.store.heartbeat(endpoint.id, beat.model_dump(exclude_none=True), at)
         return {"endpoint": endpoint.id, "last_seen": at}
-
-
-def parse_wait(request: web.Request, max_wait: float) -> float:
-    raw = request.query.get("wait", "0")
-    try:
-        wait = float(raw)
-    except ValueError:
-        raise BadRequest("wait must be a number of seconds", code="bad-query") from None
-    if wait < 0:
-        raise BadRequest("wait must not be negative", code="bad-query")
-    return min(wait, max_wait)

@@ -214,6 +214,13 @@ class Metrics:
             ["channel", "source"],
             registry=r,
         )
+        self.receipts_refused = Counter(
+            "warngate_receipts_refused_total",
+            "Provider receipts refused: the delivery was not sent through that provider"
+            " (reason other-provider, or not-sent when no send of it is recorded).",
+            ["channel", "provider", "reason"],
+            registry=r,
+        )
         self.endpoints_connected = Gauge(
             "warngate_endpoints_connected",
             "Devices holding a long-poll or event stream open on this process.",

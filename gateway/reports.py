@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from gateway import codes
 from gateway.codes import Tier
 from gateway.config import Config
 from gateway.coverage import (
@@ -25,6 +27,7 @@ from gateway.coverage import (
     verdict,
 )
 from gateway.models import AlertRecord, Level
+from gateway.policy import UnitPolicy
 from gateway.store import Store, now_ms
 
 __all__ = [
@@ -46,14 +49,19 @@ class AlertTarget:
     deadline_minutes: int
 
 
-def alert_target(config: Config, units: list[str], level: Level) -> AlertTarget:
-    """The strictest target and the shortest deadline among the alert's units."""
-    if not units:
-        rules = config.policy.for_unit("000000")
-        return AlertTarget(
-            rules.targets.binding, rules.targets.expected, rules.targets.deadline_minutes[level]
-        )
-    policies = [config.policy.for_unit(u) for u in units]
+def alert_target(
+    config: Config, units: list[str], level: Level, named: Sequence[str] = ()
+) -> AlertTarget:
+    """The strictest target and the shortest deadline among the alert's units.
+
+    An alert that reached no known unit (every geocode unknown to the directory) is
+    held to the targets of the areas it named, else to the defaults: it reached nobody,
+    and says so against a real target instead of failing."""
+    areas = units or [c for c in named if codes.is_division_code(c)]
+    if not areas:
+        targets = UnitPolicy().targets
+        return AlertTarget(targets.binding, targets.expected, targets.deadline_minutes[level])
+    policies = [config.policy.for_unit(u) for u in areas]
     return AlertTarget(
         max(p.targets.binding for p in policies),
         max(p.targets.expected for p in policies),
@@ -104,7 +112,8 @@ async def alert_report(
         return alert_coverage(summary, aggregates, config.directory, config.policy, minutes=minutes)
 
     current = cov(at)
-    target = alert_target(config, sorted(summary.get("units", {})), record.level)
+    unresolved = [str(c) for c in summary.get("unresolved", [])]
+    target = alert_target(config, sorted(summary.get("units", {})), record.level, unresolved)
     at_deadline = cov(target.deadline_minutes)
     deadline = record.received + timedelta(minutes=target.deadline_minutes)
     passed = now >= int(deadline.timestamp() * 1000)
@@ -147,6 +156,7 @@ async def alert_report(
         "by_language": current.by_language,
         "by_group": current.by_group,
         "outside": summary.get("outside", []),
+        "unresolved": unresolved,
         # Deadline checks that took a step, or found the unit short with its ladder used up.
         "escalations": [
             {"unit": u, **e, **({} if e.get("step") else {"note": "escalation ladder used up"})}
@@ -231,6 +241,9 @@ def format_report(report: dict[str, Any], directory: Any) -> str:
         + "  ".join(f"T+{p['minutes']}m {pct(p['coverage'])}" for p in report["series"]),
         "",
     ]
+    if not report["units"] and report.get("unresolved"):
+        lines.append("no area of this alert is a unit of the directory: "
+                     + " ".join(report["unresolved"]))  # fmt: skip
     channels = ["sms", "app", "loudspeaker", "display", "messenger"]
     header = f"{'unit':<13}{'people':>8} " + "".join(f"{c[:11]:>12}" for c in channels)
     lines.append(header + f"{'coverage':>10}{'target':>8}  verdict  name")

@@ -274,3 +274,59 @@ async def test_broadcast_coverage_api(gateway: Gateway) -> None:
         "/api/v1/coverage/broadcast", params={"unit": "150603"}, headers=A.auth(A.OPERATOR)
     )
     assert outside.status == 403
+
+
+async def test_coverage_of_an_alert_that_reached_no_known_unit(gateway: Gateway) -> None:
+    """Every geocode unknown to the directory: the plan targets no unit. /coverage
+    answered 500 and `warngate report --period` crashed (a policy looked up for the
+    non-code '000000'); now the alert is reported as reaching nobody, against the
+    target of the area it named."""
+    from gateway.reports import alert_report, format_report, period_rows, rows_csv
+
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    record = await gateway.store.get_alert(body["id"])
+    assert record is not None
+    # The plan summary as the planner writes it when no area resolves (ingest may let
+    # such an alert through, and alerts stored before it refused them have one).
+    accepted = int(record.received.timestamp() * 1000)
+    summary = {
+        "alert": record.id, "msgType": "Alert", "steps": {}, "level": "red",
+        "exercise": False, "accepted_ms": accepted, "planned_ms": accepted, "units": {},
+        "targeted": {}, "counts": {}, "pull_units": {}, "outside": [],
+        "unresolved": ["652301999999"], "groups": [], "render_failures": [],
+    }  # fmt: skip
+    await gateway.store.save_plan(record.id, summary, {}, {}, accepted_ms=accepted, ttl_s=600)
+    resp = await gateway.client.get(
+        f"/api/v1/alerts/{record.id}/coverage", headers=A.auth(A.OPERATOR)
+    )
+    assert resp.status == 200, await resp.text()
+    report = await resp.json()
+    assert (report["planned"], report["population"], report["coverage"]) == (True, 0, 0.0)
+    assert report["units"] == []
+    assert report["unresolved"] == ["652301999999"]
+    assert report["target"]["binding"] == 0.95  # Changji City's plan: the area it named
+    assert report["target"]["verdict"] == "in progress"
+    assert "652301999999" in format_report(report, gateway.config.directory)
+    later = await alert_report(gateway.config, gateway.store, record, now=accepted + 11 * 60_000)
+    assert later["target"]["verdict"] == "not met"  # it reached nobody
+    rows = await period_rows(gateway.config, gateway.store, "daily")
+    [row] = [r for r in rows if r["alert"] == record.id]
+    assert (row["units"], row["population"], row["target"]) == (0, 0, 0.95)
+    assert record.id in rows_csv(rows)
+
+
+@pytest.mark.parametrize(
+    "at",
+    ["-1", "x", "nan", "inf", "1e3", "1.5", "٣", "1_0", " 1", "", str(2**63), str(2**64),
+     str(10**30), "527041"],
+)  # fmt: skip
+async def test_coverage_at_is_whole_minutes_in_range(gateway: Gateway, at: str) -> None:
+    """`?at=` ≥ 2^64 answered 500 (the figure could not be written as JSON); Unicode
+    digits and underscores were taken as numbers. Whole minutes 0–527040 (a year)."""
+    from tests.test_ingest_api import problem
+
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    resp = await gateway.client.get(
+        f"/api/v1/alerts/{body['id']}/coverage", params={"at": at}, headers=A.auth(A.OPERATOR)
+    )
+    assert (await problem(resp, 400, "bad-query"))["parameter"] == "at"

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 from datetime import timedelta, timezone
 from typing import Any
 
@@ -483,3 +484,144 @@ async def test_receipts_a_flush_could_not_write_go_with_the_next_one(
 async def hgetall_calls(redis: Redis) -> int:
     stats = await redis.info("commandstats")
     return int(stats.get("cmdstat_hgetall", {}).get("calls", 0))
+
+
+BAD_WAITS = [
+    "nan", "NaN", "-nan", "inf", "-inf", "Infinity", "-1", "-0.5", "1e309", "1e3", "1e20",
+    "9" * 30, str(10**400), "3600.5", "0x10", "1_0", "٣", "١٠", " 1", "1 ", "+1", "", "1,5",
+]  # fmt: skip
+
+
+async def test_a_bad_wait_is_refused_and_parked_devices_keep_their_timers(
+    gateway: Gateway,
+) -> None:
+    """`wait=nan` was accepted: its request never answered, and its NaN deadline, once in
+    the event loop's timer heap, made the loop serve every other parked device late (and
+    SIGTERM no longer stopped the process). Every value that is not plain digits from 0 to
+    3600 is a 400 naming `wait`, and no timer of the loop is left without a finite time."""
+    hub = gateway.app[HUB]
+    other = "ls-652301001001-2"
+    parked = asyncio.create_task(poll(gateway, SPEAKER, wait=1))
+    while hub.connected < 1:  # noqa: ASYNC110 (a condition, not a timer)
+        await asyncio.sleep(0.01)
+    url = f"/api/v1/endpoints/{other}/messages"
+    for bad in BAD_WAITS:
+        resp = await asyncio.wait_for(
+            gateway.client.get(url, params={"wait": bad}, headers=device(other)), 10
+        )
+        body = await problem(resp, 400, "bad-query")
+        assert body["parameter"] == "wait", bad
+        assert body["errors"][0]["loc"] == "query.wait"
+    twice = await gateway.client.get(f"{url}?wait=1&wait=nan", headers=device(other))
+    assert (await problem(twice, 400, "bad-query"))["parameter"] == "wait"
+    loop = asyncio.get_running_loop()
+    assert all(math.isfinite(h.when()) for h in loop._scheduled)  # type: ignore[attr-defined]
+    got = await asyncio.wait_for(parked, 30)  # a watchdog, not a speed check
+    assert got["messages"] == []
+    assert hub.connected == 0
+    # Within the protocol's range, more than `endpoints.max_wait_s` is waited as that much.
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    for fine in ("0", "0.25", "3600", "90.5", str(0.1 + 0.2)):
+        got = await poll(gateway, other, wait=fine)
+        assert [m["id"] for m in got["messages"]] == [body["id"]], fine
+
+
+async def test_a_refused_receipt_in_a_list_records_none_of_it(gateway: Gateway) -> None:
+    """Receipts of a list were recorded one by one up to the first one refused: a bad
+    request changed state. Now every receipt is checked first."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    await poll(gateway, SPEAKER)
+    url = f"/api/v1/endpoints/{SPEAKER}/receipts"
+    good = {"alert": body["id"], "status": "played"}
+    for bad, status, code in [
+        ({"alert": "a" * 25, "status": "played"}, 404, "alert-not-found"),
+        ({"alert": body["id"], "status": "displayed"}, 422, "invalid-receipt"),
+    ]:
+        resp = await gateway.client.post(
+            url, data=orjson.dumps({"receipts": [good, bad]}), headers=device(SPEAKER)
+        )
+        await problem(resp, status, code)
+        d = await gateway.deliveries(body["id"])
+        assert "played" not in d["counts"]["loudspeaker"]
+    resp = await gateway.client.post(
+        url, data=orjson.dumps({"receipts": [good, good]}), headers=device(SPEAKER)
+    )
+    assert await resp.json() == {"accepted": 2, "changed": 1}
+
+
+async def test_receipt_fields_beyond_the_protocol_are_unknown_fields(gateway: Gateway) -> None:
+    """A receipt `at` of 2^64 (or any `at`) is refused as an unknown field, worded for a
+    device (it said "not a CAP 1.2 element"), and nothing is recorded."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    await poll(gateway, SPEAKER)
+    for at in (b"18446744073709551616", b"-1", b'"now"', b"1e308"):
+        data = b'{"alert": "%s", "status": "played", "at": %s}' % (body["id"].encode(), at)
+        resp = await gateway.client.post(
+            f"/api/v1/endpoints/{SPEAKER}/receipts", data=data, headers=device(SPEAKER)
+        )
+        problem_body = await problem(resp, 422, "invalid-receipt")
+        assert problem_body["errors"] == [{"loc": "receipts[0].at", "msg": "unknown field"}]
+    d = await gateway.deliveries(body["id"])
+    assert "played" not in d["counts"]["loudspeaker"]
+
+
+@pytest.mark.parametrize("depth", [17, 254, 255, 300, 1000])
+async def test_a_heartbeat_nested_too_deep_is_refused(gateway: Gateway, depth: int) -> None:
+    """Extra heartbeat keys are kept as sent; one nested 255 levels was read (orjson
+    reads 1,024) but could not be written back (it writes 254): a 500. Bodies nested
+    deeper than 16 levels are refused, and the health record stays as it was."""
+    url = f"/api/v1/endpoints/{SPEAKER}/heartbeat"
+    first = await gateway.client.post(url, data=b'{"status": "ok"}', headers=device(SPEAKER))
+    assert first.status == 200
+    before = await gateway.store.endpoint_health(SPEAKER)
+    nested = b'{"status": "ok", "x": ' + b'{"x": ' * (depth - 1) + b"1" + b"}" * depth
+    resp = await gateway.client.post(url, data=nested, headers=device(SPEAKER))
+    await problem(resp, 422, "invalid-heartbeat")
+    assert await gateway.store.endpoint_health(SPEAKER) == before
+    fine = b'{"status": "ok", "x": ' + b'{"x": ' * 14 + b"1" + b"}" * 15  # 16 levels
+    assert (await gateway.client.post(url, data=fine, headers=device(SPEAKER))).status == 200
+
+
+async def test_a_cursor_out_of_range_is_an_unknown_cursor(gateway: Gateway) -> None:
+    """A cursor is opaque to devices, and one that went bad in a device's memory must
+    never leave it without the current state: a cursor that is not a stream id in
+    range (2^63, 2^64, Unicode digits) is treated as no cursor, like garbage, and the
+    answer's cursor is a real one."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    for since in (str(2**63), f"{2**64}-0", f"1-{2**64}", "٣-0", "1e5", "-5", "9" * 5000):
+        got = await poll(gateway, SPEAKER, since=since)
+        assert [m["id"] for m in got["messages"]] == [body["id"]], since
+        assert got["cursor"] == got["messages"][0]["seq"]
+    empty = await poll(gateway, "ls-652301002001-1", since=str(2**64))  # nothing live there
+    assert (empty["messages"], empty["cursor"]) == ([], "0-0")
+
+
+async def raw_status(gw: Gateway, request: bytes) -> tuple[int, bytes]:
+    """Status and head of an answer to bytes a client library would not send."""
+    reader, writer = await asyncio.open_connection(gw.client.host, gw.client.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        answer = await asyncio.wait_for(reader.read(), 10)
+    finally:
+        writer.close()
+        await writer.wait_closed()
+    head = answer.split(b"\r\n\r\n", 1)[0]
+    return int(head.split(b" ", 2)[1]), head
+
+
+async def test_a_device_token_with_a_non_ascii_byte_is_a_wrong_token(gateway: Gateway) -> None:
+    """A byte above 0x7f in `Authorization` reaches the handler as a lone surrogate,
+    which the token hash could not encode: a 500. It is a wrong token (401)."""
+    for token in (b"wgdev-\xff" + SPEAKER.encode(), b"\xe9", "wgdév".encode()):
+        status, head = await raw_status(
+            gateway,
+            b"GET /api/v1/endpoints/%s/messages HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Authorization: Bearer %s\r\nConnection: close\r\n\r\n" % (SPEAKER.encode(), token),
+        )
+        assert status == 401, token
+        assert b"application/problem+json" in head

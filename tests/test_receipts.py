@@ -3,12 +3,14 @@ app receipts, and messengers' two-step relay acknowledgements."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import orjson
 import pytest
 
 from gateway.callbacks import relay_code
+from gateway.keys import DESK, METRICS
 from gateway.models import Channel
 from gateway.receipts import DeliveryState, ProviderStatusMap, advance
 from gateway.store import ReceiptUpdate
@@ -154,24 +156,103 @@ async def test_callback_needs_the_providers_token(gateway: Gateway) -> None:
     await problem(resp, 422, "invalid-receipt")
 
 
-async def test_receipt_before_our_own_record_is_counted_once_sent(gateway: Gateway) -> None:
-    """The provider's receipt can overtake the sender's own write (or come for a batch
-    whose answer was lost): the delivery counts as delivered, is not sent again, and its
-    persons reach the coverage counters once the sender has said who it stands for."""
+async def test_a_receipt_that_overtakes_the_senders_record_waits_for_it(
+    gateway: Gateway,
+) -> None:
+    """The provider's receipt can come before the sender has written what the provider
+    answered: the callback looks again until the send is recorded, then counts it, and
+    its persons reach the coverage counters."""
     body = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.plan_all()
     cols = gateway.config.directory.recipients_of(UNIT, Channel.SMS)
     assert cols is not None
-    early = cols.ids[0]
-    resp = await callback(gateway, [{"id": f"{body['id']}:sms:{early}", "status": "DELIVRD"}])
-    assert (await resp.json())["changed"] == 1
-    assert reach(await aggregates(gateway, body["id"]), "sms") == 0  # unit not yet known
+    early = f"{body['id']}:sms:{cols.ids[0]}"
+    gateway.app[DESK].verify_wait_s = 60.0  # a watchdog: the send comes long before
+    pending = asyncio.create_task(callback(gateway, [{"id": early, "status": "DELIVRD"}]))
+    while not received(gateway):  # noqa: ASYNC110 (a condition, not a timer)
+        await asyncio.sleep(0.01)
+    # Counted as received just before its first look for the send, already on its way
+    # to Redis when this test runs again: the look finds no send, and the callback waits.
+    await asyncio.sleep(0.3)
+    assert not pending.done()
     await gateway.send_all()
-    assert f"{body['id']}:sms:{early}" not in gateway.sms.accepted_ids
+    resp = await asyncio.wait_for(pending, 60)
+    assert await resp.json() == {"received": 1, "changed": 1, "ignored": []}
+    assert early in gateway.sms.accepted_ids
     assert reach(await aggregates(gateway, body["id"]), "sms") == cols.persons[0]
     d = await gateway.deliveries(body["id"])
     assert d["counts"]["sms"]["delivered"] == 1
     assert sum(d["counts"]["sms"].values()) == len(recipients(gateway, Channel.SMS, UNIT))
+
+
+async def test_no_receipt_can_mark_a_delivery_done_before_it_is_sent(gateway: Gateway) -> None:
+    """A receipt for a delivery with no send recorded was written as `delivered`, so the
+    sender then left it out: any provider's token could silence recipients before their
+    warning went out. It is refused after the wait, and the warning is sent."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.plan_all()
+    gateway.app[DESK].verify_wait_s = 0.2
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.SMS)
+    assert cols is not None
+    ids = [f"{body['id']}:sms:{r}" for r in cols.ids]
+    before = await gateway.store.aggregates(body["id"])
+    resp = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in ids])
+    answer = await resp.json()
+    assert answer["changed"] == 0
+    assert {x["reason"] for x in answer["ignored"]} == {"not sent through this provider"}
+    assert await gateway.store.aggregates(body["id"]) == before
+    assert await gateway.store.redis.hlen(gateway.store.keys.receipts(body["id"], "sms")) == 0
+    await gateway.send_all()
+    assert sorted(i for i in gateway.sms.accepted_ids if ":sms:" in i) == sorted(ids)
+    d = await gateway.deliveries(body["id"])
+    assert d["counts"]["sms"] == {"sent": len(ids)}
+    assert refused(gateway, "sms-main", "not-sent") == len(ids)
+
+
+async def test_a_provider_confirms_only_what_it_was_given(gateway: Gateway) -> None:
+    """The backup SMS gateway's token confirmed deliveries sent through the primary (and
+    the other way round): such receipts are refused, counted, and named in the answer."""
+    first, ids = await sent_alert(gateway)  # through sms-main
+    backup = {"provider": "sms-backup", "token": "demo-callback-sms-backup"}
+    resp = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in ids], **backup)
+    answer = await resp.json()
+    assert answer["changed"] == 0
+    assert answer["ignored"] == [{"id": i, "reason": "sent through another provider"} for i in ids]
+    assert refused(gateway, "sms-backup", "other-provider") == len(ids)
+    d = await gateway.deliveries(first)
+    assert d["counts"]["sms"] == {"sent": len(ids)}
+    assert reach(await aggregates(gateway, first), "sms") == 0
+    resp = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in ids[:3]])
+    assert (await resp.json())["changed"] == 3  # the primary's own receipts count
+
+    gateway.sms.default = "503"  # the primary fails: the circuit opens, the backup sends
+    second = await gateway.post(A.alert(geocodes=["652301001002"]))
+    await gateway.run()
+    via_backup = [i for i in gateway.backup.accepted_ids if ":sms:" in i]
+    assert via_backup
+    resp = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in via_backup])
+    answer = await resp.json()
+    assert answer["changed"] == 0
+    assert {x["reason"] for x in answer["ignored"]} == {"sent through another provider"}
+    resp = await callback(gateway, [{"id": i, "status": "DELIVRD"} for i in via_backup], **backup)
+    assert (await resp.json())["changed"] == len(via_backup)
+    d = await gateway.deliveries(second["id"])
+    assert d["counts"]["sms"]["delivered"] == len(via_backup)
+
+
+def refused(gw: Gateway, provider: str, reason: str) -> float:
+    value = gw.app[METRICS].registry.get_sample_value(
+        "warngate_receipts_refused_total",
+        {"channel": "sms", "provider": provider, "reason": reason},
+    )
+    return value or 0.0
+
+
+def received(gw: Gateway) -> float:
+    value = gw.app[METRICS].registry.get_sample_value(
+        "warngate_receipts_total", {"channel": "sms", "source": "sms-main"}
+    )
+    return value or 0.0
 
 
 async def test_app_delivered_and_opened(gateway: Gateway) -> None:
@@ -262,3 +343,42 @@ async def test_bulk_receipts_in_several_chunks_count_each_delivery_once(gateway:
     assert agg["n|sms|sent"] == "2500"
     assert int(agg["n|sms|queued"]) == -2500  # counted queued by the planner, not here
     assert sum(int(v) for k, v in agg.items() if k.startswith("s|sms|652301001001|")) == 5000
+
+
+async def test_a_callback_token_with_a_non_ascii_byte_is_a_wrong_token(gateway: Gateway) -> None:
+    """A byte above 0x7f in `X-Callback-Token` could not be encoded for the comparison
+    (a 500): it is a wrong token."""
+    from tests.test_endpoints import raw_status
+
+    for token in (b"demo-callback-sms-main\xff", b"\xe9", "démo".encode()):
+        status, head = await raw_status(
+            gateway,
+            b"POST /api/v1/callbacks/sms/sms-main HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"X-Callback-Token: %s\r\nContent-Length: 2\r\nConnection: close\r\n\r\n[]" % token,
+        )
+        assert status == 401, token
+        assert b"application/problem+json" in head
+
+
+async def test_messenger_replies_are_read_in_ascii_digits(gateway: Gateway) -> None:
+    """`\\d` took Arabic-Indic and other Unicode digits as household counts."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
+    await gateway.run()
+    code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
+    cols = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
+    assert cols is not None
+    for text in (f"{code} 2 ٣", f"{code} ٢ 3", f"{code} 2 ３"):
+        resp = await gateway.client.post(
+            "/api/v1/callbacks/sms/sms-main/inbound",
+            data=orjson.dumps({"from": cols.addresses[0], "text": text}),
+            headers={"X-Callback-Token": "demo-callback-sms-main"},
+        )
+        await problem(resp, 422, "invalid-relay")
+    for bad in ("ÄÄÄÄÄÄÄÄ", "AAAAAAAAA", "AAAA"):  # never a task code: not looked up
+        resp = await gateway.client.post(
+            f"/api/v1/relay/{bad}", data=orjson.dumps({"phone": cols.addresses[0],
+                                                       "status": "received"}),
+        )  # fmt: skip
+        await problem(resp, 404, "relay-not-found")
+    d = await gateway.deliveries(body["id"])
+    assert "acknowledged" not in d["counts"]["messenger"]

@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway import codes
 from gateway.api.common import json_response, problem_response, read_body
+from gateway.api.params import int_param
 from gateway.auth import Agency, Principal, Registry
 from gateway.errors import BadRequest, NotFound, ProblemError
 from gateway.ingest import links
@@ -160,11 +161,9 @@ async def deliveries(request: web.Request) -> web.Response:
     channel: str | None = request.query.get("channel") or next(iter(sorted(counts)), None)
     if channel is not None and channel not in {c.value for c in Channel}:
         raise BadRequest(f"unknown channel {channel!r}", code="bad-query")
-    try:
-        cursor = int(request.query.get("cursor", "0"))
-        count = max(1, min(int(request.query.get("count", "100")), 1000))
-    except ValueError:
-        raise BadRequest("cursor and count must be whole numbers", code="bad-query") from None
+    # A Redis HSCAN cursor: 2^63 and above made Redis answer "invalid cursor" (a 500).
+    cursor = int_param(request, "cursor", default=0, low=0, high=2**63 - 1)
+    count = int_param(request, "count", default=100, low=1, high=1000)
     page: list[dict[str, Any]] = []
     next_cursor = 0
     if channel is not None:
@@ -221,15 +220,23 @@ async def rendered_messages(request: web.Request) -> web.Response:
 
 @routes.get("/api/v1/dead-letters")
 async def dead_letters(request: web.Request) -> web.Response:
+    """Dead letters of the reader's jurisdiction: a desk sees the batches of its own
+    villages only (every desk saw every province's), of one alert it may read with
+    `?alert=`; an agency names one of its alerts."""
     principal = principal_of(request)
     alert = request.query.get("alert")
-    if isinstance(principal, Agency):
-        if alert is None:
-            raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
+    if alert is None and isinstance(principal, Agency):
+        raise BadRequest("agencies ask for one of their alerts: ?alert=<id>", code="bad-query")
+    if alert is not None:
         record = await request.app[STORE].get_alert(alert)
         if record is None or not may_read(principal, record, request.app[CONFIG].registry):
             raise NotFound(f"no alert {alert!r}", code="alert-not-found")
-    return json_response({"dead_letters": await request.app[STORE].dead_letters(alert=alert)})
+
+    def mine(unit: str) -> bool:
+        return codes.is_division_code(unit) and principal.covers(unit)
+
+    found = await request.app[STORE].dead_letters(alert=alert, units=mine)
+    return json_response({"dead_letters": found})
 
 
 async def readable(request: web.Request) -> AlertRecord:

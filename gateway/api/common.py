@@ -8,8 +8,9 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 
-from gateway.errors import PayloadTooLarge, ProblemError
+from gateway.errors import BadRequest, PayloadTooLarge, ProblemError
 
 __all__ = [
     "PROBLEM_TYPE",
@@ -85,11 +86,17 @@ async def read_body(request: web.Request, limit: int) -> bytes:
         )
     chunks = []
     size = 0
-    async for chunk in request.content.iter_chunked(64 * 1024):
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLarge(
-                f"body is over the limit of {limit} bytes", extra={"limit": limit}
-            )
-        chunks.append(chunk)
+    try:
+        async for chunk in request.content.iter_chunked(64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise PayloadTooLarge(
+                    f"body is over the limit of {limit} bytes", extra={"limit": limit}
+                )
+            chunks.append(chunk)
+    except (BadHttpMessage, web.RequestPayloadError) as exc:
+        # e.g. `Content-Encoding: gzip` on bytes that are not gzip (it was a 500)
+        cause = exc.__cause__ if isinstance(exc.__cause__, BadHttpMessage) else exc
+        reason = cause.message if isinstance(cause, BadHttpMessage) else str(cause)
+        raise BadRequest(f"body could not be read: {reason}", code="malformed-body") from None
     return b"".join(chunks)

@@ -7,6 +7,7 @@ from aiohttp import web
 from gateway import codes
 from gateway.api.alerts import readable
 from gateway.api.common import json_response
+from gateway.api.params import int_param
 from gateway.errors import BadRequest, Forbidden
 from gateway.keys import CONFIG, STORE
 from gateway.reports import alert_report, broadcast_report
@@ -14,6 +15,7 @@ from gateway.reports import alert_report, broadcast_report
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+AT_MAX_MINUTES = 366 * 24 * 60  # `?at=`: minutes after acceptance, up to a year
 
 
 @routes.get("/api/v1/alerts/{id}/coverage")
@@ -21,12 +23,7 @@ async def alert_coverage(request: web.Request) -> web.Response:
     record = await readable(request)
     at = None
     if "at" in request.query:
-        try:
-            at = int(request.query["at"])
-        except ValueError:
-            raise BadRequest("at is a whole number of minutes", code="bad-query") from None
-        if at < 0:
-            raise BadRequest("at must not be negative", code="bad-query")
+        at = int_param(request, "at", default=0, low=0, high=AT_MAX_MINUTES)
     report = await alert_report(request.app[CONFIG], request.app[STORE], record, at=at)
     return json_response(report)
 

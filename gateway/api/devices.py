@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.api.common import json_response, read_body
-from gateway.endpoints import parse_wait
+from gateway.api.params import seconds_param
 from gateway.errors import NotFound
 from gateway.keys import CONFIG, HUB, STORE
 from gateway.store import now_ms
@@ -14,13 +14,18 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 DEVICE_BODY_LIMIT = 64 * 1024
+# What a device may ask for as `wait` (seconds); more than `endpoints.max_wait_s` is
+# waited as that much, so devices need not know the setting.
+WAIT_RANGE_S = (0.0, 3600.0)
 
 
 @routes.get("/api/v1/endpoints/{id}/messages")
 async def messages(request: web.Request) -> web.Response:
     hub = request.app[HUB]
     endpoint = hub.authenticate(request.match_info["id"], request.headers.get("Authorization"))
-    wait = parse_wait(request, request.app[CONFIG].settings.endpoints.max_wait_s)
+    low, high = WAIT_RANGE_S
+    wait = seconds_param(request, "wait", default=0.0, low=low, high=high)
+    wait = min(wait, request.app[CONFIG].settings.endpoints.max_wait_s)
     since = request.query.get("since") or None
     hub.seen(endpoint.id)
     hub.connected += 1  # the gauge warngate_endpoints_connected reads it

@@ -10,7 +10,7 @@ time). The rank table in the script is generated from `gateway.receipts.RANK`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, NamedTuple, cast
 
@@ -31,7 +31,14 @@ from gateway.store.scripts import (
     TOUCH,
 )
 
-__all__ = ["Batch", "BatchRecipient", "BatchStart", "DeliveryStore", "ReceiptUpdate"]
+__all__ = [
+    "Batch",
+    "BatchRecipient",
+    "BatchStart",
+    "DeliveryStore",
+    "ReceiptUpdate",
+    "stored_note",
+]
 
 SEND_GROUP = "senders"
 PLAN_GROUP = "planners"
@@ -399,6 +406,24 @@ class DeliveryStore(StoreBase):
                 await self._advance(keys=keys, args=args, client=pipe)
             return sum(int(n) for n in await pipe.execute())
 
+    async def receipt_states(
+        self, alert: str, channel: str, ids: Sequence[str]
+    ) -> list[tuple[str, str] | None]:
+        """(state, note) of each delivery, None where it has no receipt yet, in one
+        command. The note of a delivery sent through a provider names the provider
+        (later receipts keep it): what a provider's own receipts are checked against."""
+        if not ids:
+            return []
+        values = await self.redis.hmget(self.keys.receipts(alert, channel), list(ids))
+        out: list[tuple[str, str] | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            parts = value.split("|")
+            out.append((parts[0], parts[7] if len(parts) > 7 else ""))
+        return out
+
     async def receipts_page(
         self, alert: str, channel: str, cursor: int, count: int
     ) -> tuple[int, list[tuple[str, str]]]:
@@ -502,26 +527,39 @@ class DeliveryStore(StoreBase):
         return str(await self.redis.xadd(self.keys.dead, record))
 
     async def dead_letters(
-        self, alert: str | None = None, count: int = 100
+        self,
+        alert: str | None = None,
+        count: int = 100,
+        *,
+        units: Callable[[str], bool] | None = None,
+        scan: int = 10_000,
     ) -> list[dict[str, Any]]:
-        rows = await self.redis.xrevrange(
-            self.keys.dead, count=count * (1 if alert is None else 20)
-        )
-        out = []
-        for entry, f in rows:
-            if alert is not None and f.get("a") != alert:
-                continue
-            out.append(
-                {
-                    "entry": entry,
-                    "alert": f["a"],
-                    "channel": f["c"],
-                    "unit": f["u"],
-                    "recipients": len([x for x in f.get("r", "").split("\n") if x]),
-                    "error": orjson.loads(f.get("error", "{}")),
-                    "at": int(f.get("at", 0)),
-                }
-            )
+        """The newest dead letters, of one alert and/or of the units `units` accepts
+        (a reader's jurisdiction), reading back through at most `scan` entries."""
+        out: list[dict[str, Any]] = []
+        end, read, page = "+", 0, 500
+        while len(out) < count and read < scan:
+            rows = await self.redis.xrevrange(self.keys.dead, max=end, count=page)
+            for entry, f in rows:
+                if alert is not None and f.get("a") != alert:
+                    continue
+                if units is not None and not units(f.get("u", "")):
+                    continue
+                out.append(
+                    {
+                        "entry": entry,
+                        "alert": f["a"],
+                        "channel": f["c"],
+                        "unit": f["u"],
+                        "recipients": len([x for x in f.get("r", "").split("\n") if x]),
+                        "error": orjson.loads(f.get("error", "{}")),
+                        "at": int(f.get("at", 0)),
+                    }
+                )
+            read += len(rows)
+            if len(rows) < page:
+                break
+            end = f"({rows[-1][0]}"  # exclusive: the page after the last one read
         return out[:count]
 
     # -- relay tasks ---------------------------------------------------------------------
@@ -633,9 +671,13 @@ class DeliveryStore(StoreBase):
 UNIT_SEP = "\x1f"
 
 
+def stored_note(note: str) -> str:
+    """A receipt's note as the store keeps it (see `receipt_states`)."""
+    return note.replace("|", "/").replace(UNIT_SEP, " ")[:120]
+
+
 def _packed(u: ReceiptUpdate) -> str:
-    note = u.note.replace("|", "/").replace(UNIT_SEP, " ")[:120]
-    return UNIT_SEP.join((*u[:-1], note))
+    return UNIT_SEP.join((*u[:-1], stored_note(u.note)))
 
 
 def _rows(got: Any) -> list[tuple[str, str, dict[str, str]]]:
