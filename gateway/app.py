@@ -185,7 +185,7 @@ async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     async with open_redis(config) as client:
         app[REDIS] = client
-        store = Store(client, config.settings.redis.prefix)
+        store = Store(client, config.settings.redis.prefix, config.retention())
         app[STORE] = store
         app[INGESTOR] = Ingestor(config, store)
         app[DESK] = ReceiptDesk(config, store, app[METRICS])
@@ -242,6 +242,8 @@ async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
                 log.info("expired: %s", ", ".join(expired))
             for alert in expired:
                 await planner.expire(alert)  # devices up to date hear of it too
+            if await store.purge_dead_letters():
+                log.info("dead letters past the retention removed")
             metrics.live_alerts.set(await store.live_count())
         except Exception:
             if not stop.is_set():

@@ -237,7 +237,7 @@ async def cmd_report(args: argparse.Namespace) -> int:
         print("give an alert id or --period", file=sys.stderr)
         return 2
     async with open_redis(config) as redis:
-        store = Store(redis, config.settings.redis.prefix)
+        store = Store(redis, config.settings.redis.prefix, config.retention())
         if args.period:
             end = datetime.fromisoformat(args.end) if args.end else None
             if end is not None and end.tzinfo is None:

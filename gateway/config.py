@@ -43,6 +43,7 @@ from gateway.errors import ConfigError, ConfigIssue
 from gateway.hazards import Hazard, HazardCatalogue
 from gateway.policy import Policy
 from gateway.settings import Settings, load_settings, read_yaml
+from gateway.store.base import Retention
 
 __all__ = ["Config", "check_phone", "load_config", "load_directory"]
 
@@ -65,6 +66,10 @@ class Config:
     hazards: HazardCatalogue
     directory: Directory
     policy: Policy
+
+    def retention(self) -> Retention:
+        r = self.settings.retention
+        return Retention.days(r.recipient_days, r.report_days)
 
 
 class _Issues:

@@ -173,9 +173,9 @@ class Sender:
         # ends it, and meanwhile its recipients count as reached.
         outcome = await self._handle_batch(batch, start)
         if register:
-            await self.store.end_send(
-                batch.alert, batch.channel, batch.key, outcome.reached, KEEP_S
-            )
+            expires_ms = start.life[1] if start.life else now_ms()
+            keep = self.store.keep_s(expires_ms, report=False)
+            await self.store.end_send(batch.alert, batch.channel, batch.key, outcome.reached, keep)
         return outcome
 
     async def _handle_batch(self, batch: Batch, start: BatchStart) -> _Outcome:

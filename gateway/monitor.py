@@ -30,7 +30,6 @@ from gateway.store import Store, now_ms
 __all__ = ["Monitor"]
 
 log = logging.getLogger("warngate.monitor")
-KEEP_S = 30 * 24 * 3600
 
 
 class Monitor:
@@ -112,7 +111,8 @@ class Monitor:
                 "target": unit.target,
                 "step": step,
             }
-            if not await self.store.claim_escalation(record.id, unit.unit, note, KEEP_S):
+            keep = self.store.keep_s(int(record.expires.timestamp() * 1000), report=True)
+            if not await self.store.claim_escalation(record.id, unit.unit, note, keep):
                 continue  # checked before, here or in another process: once only
             if step is None:
                 continue

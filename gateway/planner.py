@@ -32,8 +32,6 @@ from gateway.store import Batch, Publish, ReceiptUpdate, Store
 __all__ = ["Planner", "lane_of", "message_field"]
 
 log = logging.getLogger("warngate.planner")
-# Plans, messages and receipts outlive their alert by this much (reports, late receipts).
-KEEP_AFTER_EXPIRY_S = 30 * 24 * 3600
 
 
 EXPIRY = "expiry"  # message kind: a warning lifted because it reached its expiry
@@ -130,7 +128,7 @@ class Planner:
                 summary["units"][unit]["predicted"] = round(pred.estimate, 4)
         await self.store.save_plan(alert, summary, renders.messages, {}, accepted_ms, ttl)
         if renders.relay_codes:
-            await self.store.save_relay_codes(renders.relay_codes, ttl)
+            await self.store.save_relay_codes(renders.relay_codes, self._ttl(record, report=False))
         await self._publish_units(record, plan, renders, previous, phase="plan")
         await self._enqueue(record, plan, renders, accepted_ms, phase="plan")
         await self.store.mark_plan_done(alert, ttl)
@@ -173,7 +171,7 @@ class Planner:
         if renders.messages:
             await self.store.save_messages(record.id, renders.messages, ttl)
         if renders.relay_codes:
-            await self.store.save_relay_codes(renders.relay_codes, ttl)
+            await self.store.save_relay_codes(renders.relay_codes, self._ttl(record, report=False))
         phase = f"esc|{unit}|{step}"
         if plan.endpoints:
             await self._publish_units(record, plan, renders, None, merge=True, phase=phase)
@@ -453,7 +451,7 @@ class Planner:
         """Push recipients in provider-sized batches on the send streams, each batch
         queued (and counted) once per `phase` however often planning runs."""
         lane = lane_of(record.level)
-        ttl = self._ttl(record)
+        ttl = self._ttl(record, report=False)  # batch ids name recipients
         by_stream: dict[tuple[str, str], list[Batch]] = {}
         failed: dict[Channel, list[ReceiptUpdate]] = {}
         failed_counts: dict[str, int] = {}
@@ -510,9 +508,10 @@ class Planner:
                 record.id, channel_name, stream, batches, phase=phase, ttl_s=ttl
             )
 
-    def _ttl(self, record: AlertRecord) -> int:
-        left = record.expires.timestamp() - time.time()
-        return int(max(left, 0) + KEEP_AFTER_EXPIRY_S)
+    def _ttl(self, record: AlertRecord, *, report: bool = True) -> int:
+        """How long an alert's planning data is kept (retention settings): what
+        reports need, or (`report=False`) what names recipients."""
+        return self.store.keep_s(int(record.expires.timestamp() * 1000), report=report)
 
 
 def _pull_message(r: Rendered) -> dict[str, Any]:

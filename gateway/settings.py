@@ -155,6 +155,23 @@ class CoverageSettings(_Section):
     interval_s: float = Field(default=15.0, gt=0)
 
 
+class RetentionSettings(_Section):
+    """How long what warngate keeps lives (docs/operations.md, "Retention")."""
+
+    # Per-recipient data — delivery receipts, which recipients a batch reached, dead
+    # letters (with phone numbers) — is removed this many days after the alert's expiry.
+    recipient_days: float = Field(default=30.0, gt=0, le=3660)
+    # What reports need — alert records, counters per unit and channel, plan summaries,
+    # rendered texts, escalations — is kept this many days after the alert's expiry.
+    report_days: float = Field(default=400.0, gt=0, le=36600)
+
+    @model_validator(mode="after")
+    def _reports_outlive_recipients(self) -> RetentionSettings:
+        if self.report_days < self.recipient_days:
+            raise ValueError("report_days must be at least recipient_days")
+        return self
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WARNGATE_",
@@ -174,6 +191,7 @@ class Settings(BaseSettings):
     endpoints: EndpointSettings = EndpointSettings()
     render: RenderSettings = RenderSettings()
     coverage: CoverageSettings = CoverageSettings()
+    retention: RetentionSettings = RetentionSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
     providers: dict[str, ProviderConfig] = {}
     channels: dict[Channel, ChannelRoute] = {}

@@ -1,7 +1,7 @@
 """Storage: the only package that knows Redis key names (see `keys`), shapes and scripts."""
 
 from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
-from gateway.store.base import now_ms
+from gateway.store.base import Retention, now_ms
 from gateway.store.deliveries import (
     Batch,
     BatchRecipient,
@@ -20,6 +20,7 @@ __all__ = [
     "Keys",
     "Publish",
     "ReceiptUpdate",
+    "Retention",
     "Store",
     "UnitEntry",
     "alert_id",

@@ -389,8 +389,12 @@ class DeliveryStore(StoreBase):
         `implicit`: the state of a delivery that has no receipt yet — `queued`, since
         the planner only counts queued deliveries instead of writing each one.
         """
-        keys = [self.keys.receipts(alert, channel), self.keys.agg(alert)]
-        head: list[Any] = [channel, now or now_ms(), accepted_ms, reach_state, implicit]
+        keys = [self.keys.receipts(alert, channel), self.keys.agg(alert), self.keys.alert(alert)]
+        keep = self.retention
+        head: list[Any] = [
+            channel, now or now_ms(), accepted_ms, reach_state, implicit,
+            keep.recipient_ms, keep.report_ms,
+        ]  # fmt: skip
         # One argument per delivery, its fields joined by U+001F: encoding eight
         # arguments each was a fifth of the sender's time.
         calls = [
@@ -510,6 +514,12 @@ class DeliveryStore(StoreBase):
     async def dead_letter(self, batch: Batch, error: dict[str, Any]) -> str:
         fields = {**batch.fields(), "error": orjson.dumps(error).decode(), "at": str(now_ms())}
         return str(await self.redis.xadd(self.keys.dead, fields))
+
+    async def purge_dead_letters(self, now: int | None = None) -> int:
+        """Dead letters carry phone numbers: they go after the per-recipient retention
+        (counted from when they were written). How many went."""
+        oldest = (now or now_ms()) - self.retention.recipient_ms
+        return int(await self.redis.xtrim(self.keys.dead, minid=f"{max(oldest, 0)}-0"))
 
     async def dead_letter_raw(
         self, stream: str, entry: str, fields: dict[str, str], reason: str

@@ -36,13 +36,15 @@ ADVANCE = (
     f"local FINAL = {_lua_table((s.value, 'true') for s in FINAL)}\n"
     f"local CONF = {_lua_table((s.value, 'true') for s in CONFIRMED)}\n"
     + """
--- KEYS: receipts hash, agg hash
+-- KEYS: receipts hash, agg hash, alert hash (read for its expiry)
 -- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
 --       implicit state of a delivery with no receipt yet ('queued' or ''),
+--       ms the receipts are kept after the alert's expiry, ms the counters are,
 --       then one argument per delivery: id, state, unit, persons, lang, groups,
 --       attempts, note joined by U+001F
 local ch, now, t0, reach_state = ARGV[1], tonumber(ARGV[2]), tonumber(ARGV[3]), ARGV[4]
 local implicit = ARGV[5]
+local keep_receipts, keep_counters = tonumber(ARGV[6]), tonumber(ARGV[7])
 local minute = math.max(0, math.floor((now - t0) / 60000))
 local function reached(state)
   if reach_state ~= '' then return state == reach_state end
@@ -68,7 +70,7 @@ local function count_reach(unit, persons, lang, groups, sent_before, reach_befor
   end
 end
 local changed = 0
-for i = 6, #ARGV do
+for i = 8, #ARGV do
   local f = {}
   for part in string.gmatch(ARGV[i] .. '\\31', '([^\\31]*)\\31') do table.insert(f, part) end
   local id, new = f[1], f[2]
@@ -107,6 +109,14 @@ for i = 6, #ARGV do
 end
 for field, n in pairs(acc) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[2], field, n) end
+end
+-- Retention: both hashes go a fixed time after the alert's expiry (set once).
+for k = 1, 2 do
+  if redis.call('PTTL', KEYS[k]) == -1 then
+    local expires = tonumber(redis.call('HGET', KEYS[3], 'expires') or now) or now
+    local keep = k == 1 and keep_receipts or keep_counters
+    redis.call('PEXPIREAT', KEYS[k], math.max(expires, now) + keep)
+  end
 end
 return changed
 """
