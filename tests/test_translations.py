@@ -1,6 +1,6 @@
 """Translations: the script rules of the December 2026 review on every Uyghur, Kazakh and
-Mongolian text, the review's corrections, and a reply hint that the gateway accepts when
-a messenger follows it literally."""
+Mongolian text, messenger tasks that keep their guidance and a reply hint the gateway
+accepts, and the right-to-left mark on every line."""
 
 from __future__ import annotations
 
@@ -19,9 +19,15 @@ import yaml
 from gateway.callbacks import relay_code
 from gateway.config import Config, load_config
 from gateway.keys import RENDERER
-from gateway.models import Channel
+from gateway.models import Channel, Level
 from gateway.plan import Kind
-from gateway.render import Context, Renderer
+from gateway.render import RLM, Context, Renderer
+from gateway.translations import (
+    Census,
+    census,
+    example_record,
+    sample_unit,
+)
 from tests import alerts as A
 from tests.conftest import ROOT, SAMPLE_CONFIG, Gateway
 
@@ -39,6 +45,12 @@ def cfg() -> Config:
 def renderer(cfg: Config) -> Renderer:
     s = cfg.settings
     return Renderer(s.templates_dir, cfg.hazards, cfg.directory, s.render)
+
+
+@pytest.fixture(scope="module")
+def sample(cfg: Config, renderer: Renderer) -> Census:
+    """Every unit × channel × language × kind of the sample, rendered once."""
+    return census(cfg, renderer)
 
 
 # -- the script rules ----------------------------------------------------------------------
@@ -324,6 +336,84 @@ def test_mongolian_suffix_harmony_follows_the_last_word(renderer: Renderer) -> N
     assert p.sfx("ᠪᠠᠶᠠᠨ ᠰᠢᠯᠢ", "abl") == f"{NNBSP}ᠡᠴᠡ"
     assert p.sfx("ᠬᠥᠬᠡ ᠪᠤᠯᠠᠭ", "abl") == f"{NNBSP}ᠠᠴᠠ"
     assert p.sfx("芨芨渠社区", "gen") == f"{NNBSP}ᠶᠢᠨ"  # a name left in Chinese: back, vowel
+
+
+# -- rendered texts ------------------------------------------------------------------------
+
+
+def _first_block(renderer: Renderer, lang: str, hazard: str, level: str) -> str:
+    return str(renderer.guidance[lang][hazard][level][0]["text"]).rstrip(".。᠃")
+
+
+def test_every_messenger_task_keeps_its_guidance_and_reply_hint(
+    cfg: Config, renderer: Renderer, sample: Census
+) -> None:
+    """X-6: in every sample village with a messenger, the task in every language carries
+    (at least) the first guidance block and the reply hint with the task code."""
+    villages = {u for u, _, _ in sample.tasks}
+    assert len(villages) > 100
+    for (unit, lang, kind), task in sample.tasks.items():
+        code = relay_code(cfg.settings.secret.get_secret_value(), "example", unit)
+        hint = renderer.strings[lang]["relay_ack_hint"].replace("{code}", code)
+        assert task.text.endswith(hint), (unit, lang, kind)
+        if kind != "cancel":
+            level = "red" if kind == "alert" else "orange"
+            assert task.variant != "short", (unit, lang, kind)
+            assert _first_block(renderer, lang, "rainstorm", level) in task.text, (
+                unit,
+                lang,
+            )
+    # zh and en carry both blocks, and so do ug and kk; mn updates have room for one
+    both = {
+        (lang, kind)
+        for (_, lang, kind), t in sample.tasks.items()
+        if t.variant in ("full", "compact")
+    }
+    assert both >= {(lang, k) for lang in ("zh", "en", "ug", "kk") for k in ("alert", "update")}
+
+
+@pytest.mark.parametrize("lang", LANGS)
+def test_every_hazard_and_level_keeps_guidance_in_the_longest_named_village(
+    cfg: Config, renderer: Renderer, lang: str
+) -> None:
+    units = [u for u in cfg.directory.units if cfg.directory.recipients_of(u, Channel.MESSENGER)]
+    unit = max(units, key=lambda u: len(renderer._label(u, lang)))
+    agency = cfg.registry.agencies["changji-em" if unit.startswith("652") else "ordos-em"]
+    for hazard in cfg.hazards.by_id:
+        for level in Level:
+            rec = example_record(level, hazard=hazard, agency=agency.id)
+            for kind, prev in ((Kind.ALERT, None), (Kind.UPDATE, Level.RED)):
+                ctx = Context(rec, kind, unit, agency, prev, relay_code="PYMM6PHC")
+                task = renderer.render(Channel.MESSENGER, lang, ctx)
+                block = _first_block(renderer, lang, hazard, level.value)
+                assert block in task.text, (hazard, level, kind)
+                assert "PYMM6PHC 1" in task.text.splitlines()[-1]
+
+
+def test_the_sample_renders_without_failures(sample: Census) -> None:
+    assert sample.renders == 185 * 5 * 5 * 3
+    assert not sample.failures
+
+
+@pytest.mark.parametrize("lang", ["ug", "kk"])
+@pytest.mark.parametrize("channel", list(Channel))
+@pytest.mark.parametrize("kind", list(Kind))
+def test_every_line_of_right_to_left_text_starts_right_to_left(
+    cfg: Config, renderer: Renderer, lang: str, channel: Channel, kind: Kind
+) -> None:
+    """UG-16 / KK-16: each line is its own bidi paragraph; a line starting with a digit
+    (7-ئاينىڭ …) or a name left in Chinese (in a village without ug/kk names) would be
+    laid out left to right."""
+    prev = None if kind is Kind.ALERT else Level.RED
+    for unit, agency in (
+        (sample_unit(lang), "changji-met"),
+        (sample_unit("mn"), "kangbashi-met"),
+    ):
+        rec = example_record(Level.ORANGE if kind is Kind.UPDATE else Level.RED, agency=agency)
+        ctx = Context(rec, kind, unit, cfg.registry.agencies[agency], prev, relay_code="PYMM6PHC")
+        out = renderer.render(channel, lang, ctx)
+        for line in [*(out.title or "").splitlines(), *out.text.splitlines()]:
+            assert not line or line.startswith(RLM), (unit, line[:30])
 
 
 # -- the relay hint, followed literally ------------------------------------------------------
