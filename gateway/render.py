@@ -43,6 +43,7 @@ from gateway.hazards import HazardCatalogue
 from gateway.models import AlertRecord, Info, Level, Status
 from gateway.plan import Kind, requested_groups
 from gateway.settings import RenderSettings
+from gateway.terms import TermLoader, apply_to_strings, replacer
 
 __all__ = [
     "GUIDANCE_PARAMETER",
@@ -194,20 +195,28 @@ class Renderer:
         self.hazards = hazards
         self.directory = directory
         self.limits = limits or RenderSettings()
+        self.strings: dict[str, dict[str, Any]] = {}
+        self.guidance: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.dir / "strings").glob("*.yaml")):
+            self.strings[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # The agency's choices of open terms (gateway.yaml render.terms; gateway/terms.py).
+        chosen = {lang: dict(t) for lang, t in self.limits.terms.items() if lang in self.strings}
+        replacers = {lang: replacer(self.strings[lang], t) for lang, t in chosen.items()}
+        for path in sorted((self.dir / "guidance").glob("*.yaml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if path.stem in replacers:
+                data = _replace_all(data, replacers[path.stem])
+            self.guidance[path.stem] = data
+        for lang, terms in chosen.items():
+            self.strings[lang] = apply_to_strings(self.strings[lang], terms)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.dir)),
+            loader=TermLoader(self.dir, replacers),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # plain text for SMS, speech and screens; never HTML
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self.strings: dict[str, dict[str, Any]] = {}
-        self.guidance: dict[str, dict[str, Any]] = {}
-        for path in sorted((self.dir / "strings").glob("*.yaml")):
-            self.strings[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for path in sorted((self.dir / "guidance").glob("*.yaml")):
-            self.guidance[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         self._names = set(self.env.list_templates(extensions=["j2"]))
 
     def compile_all(self) -> int:
@@ -468,6 +477,17 @@ def _lines_start(text: str, mark: str) -> str:
         return text
     lines = text.split("\n")
     return "\n".join(mark + ln if ln and not ln.startswith(mark) else ln for ln in lines)
+
+
+def _replace_all(node: Any, replace: Any) -> Any:
+    """Guidance data with `replace` applied to every text in it."""
+    if isinstance(node, str):
+        return replace(node)
+    if isinstance(node, dict):
+        return {k: _replace_all(v, replace) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_all(v, replace) for v in node]
+    return node
 
 
 def _info_in(record: AlertRecord, lang: str) -> Info | None:

@@ -1,6 +1,6 @@
 """Translations: the script rules of the December 2026 review on every Uyghur, Kazakh and
 Mongolian text, messenger tasks that keep their guidance and a reply hint the gateway
-accepts, and the right-to-left mark on every line."""
+accepts, the right-to-left mark on every line, and the open term choices."""
 
 from __future__ import annotations
 
@@ -18,10 +18,12 @@ import yaml
 
 from gateway.callbacks import relay_code
 from gateway.config import Config, load_config
+from gateway.errors import ConfigError
 from gateway.keys import RENDERER
-from gateway.models import Channel, Level
+from gateway.models import Channel, Level, Status
 from gateway.plan import Kind
 from gateway.render import RLM, Context, Renderer
+from gateway.settings import RenderSettings
 from gateway.translations import (
     Census,
     census,
@@ -466,3 +468,98 @@ async def test_the_reply_hint_followed_literally_is_accepted(gateway: Gateway, l
     agg = await gateway.store.aggregates(body["id"])
     told_persons = sum(v for k, v in agg.items() if k.startswith(f"r|messenger|{unit}|"))
     assert told_persons == round(12 * cfg.settings.dispatch.household_size)
+
+
+# -- the open term choices ---------------------------------------------------------------------
+
+
+def _terms(renderer: Renderer, lang: str) -> dict[str, dict[str, Any]]:
+    return dict(renderer.strings[lang].get("terms") or {})
+
+
+@pytest.mark.parametrize("lang", ["ug", "kk", "mn"])
+def test_every_term_is_a_wording_the_texts_use(renderer: Renderer, lang: str) -> None:
+    """A term whose wording the texts no longer use would be a setting without effect."""
+    texts = "\n".join(t for _, t in shipped_texts(TEMPLATES, SAMPLE_CONFIG, lang, terms=False))
+    assert _terms(renderer, lang)
+    for tid, term in _terms(renderer, lang).items():
+        assert re.search(rf"(?<!\w){re.escape(term['text'])}", texts), tid
+
+
+def _everything(r: Renderer, cfg: Config, lang: str) -> str:
+    unit = sample_unit(lang)
+    agency = cfg.registry.agencies["changji-met" if unit.startswith("652") else "kangbashi-met"]
+    texts = []
+    for status in ("Actual", "Exercise"):
+        for kind, prev in (
+            (Kind.ALERT, None),
+            (Kind.UPDATE, Level.RED),
+            (Kind.CANCEL, Level.RED),
+        ):
+            level = Level.ORANGE if kind is Kind.UPDATE else Level.RED
+            for hazard in (
+                "sandstorm",
+                "cold_wave",
+                "forest_grassland_fire",
+                "rainstorm",
+            ):
+                rec = example_record(level, hazard=hazard, agency=agency.id, status=Status(status))
+                ctx = Context(rec, kind, unit, agency, prev, relay_code="PYMM6PHC")
+                for channel in Channel:
+                    out = r.render(channel, lang, ctx)
+                    texts += [out.title or "", out.text]
+    return "\n".join(texts)
+
+
+def _starts(word: str, text: str) -> int:
+    return len(re.findall(rf"(?<!\w){re.escape(word)}", text))
+
+
+def _more(word: str, before: str, after: str) -> bool:
+    """More words start with `word`, or more are exactly `word`, after than before."""
+    exact = rf"(?<!\w){re.escape(word)}(?!\w)"
+    return _starts(word, after) > _starts(word, before) or len(re.findall(exact, after)) > len(
+        re.findall(exact, before)
+    )
+
+
+@pytest.mark.parametrize("lang", ["ug", "kk", "mn"])
+def test_each_suggested_term_can_be_chosen_in_the_settings(
+    cfg: Config, renderer: Renderer, lang: str
+) -> None:
+    """The agency's choice replaces the shipped wording in what is sent; nothing fails."""
+    before = _everything(renderer, cfg, lang)
+    for tid, term in _terms(renderer, lang).items():
+        for option in term["options"]:
+            chosen = RenderSettings(terms={lang: {tid: option}})
+            r = Renderer(renderer.dir, cfg.hazards, cfg.directory, chosen)
+            after = _everything(r, cfg, lang)
+            assert _more(option, before, after), (tid, option)
+            if term["text"] not in option:
+                assert _starts(term["text"], after) < _starts(term["text"], before), tid
+
+
+def test_a_string_key_can_be_chosen_too(cfg: Config, renderer: Renderer) -> None:
+    fmt = f"{{month}} ᠰᠠᠷ{MVS}ᠠ{NNBSP}ᠶᠢᠨ {{day}}{NNBSP}ᠤ {{hour:02d}}:{{minute:02d}} ᠴᠠᠭ"
+    red = f"ᠤᠯᠠᠭᠠᠨ ᠥᠩᠭᠡ{NNBSP}ᠶᠢᠨ ᠰᠡᠷᠡᠮᠵᠢᠯᠡᠭᠦᠯᠭᠡ"
+    chosen = RenderSettings(terms={"mn": {"time_format": fmt, "level_warning.red": red}})
+    r = Renderer(renderer.dir, cfg.hazards, cfg.directory, chosen)
+    agency = cfg.registry.agencies["kangbashi-met"]
+    ctx = Context(example_record(agency=agency.id), Kind.ALERT, sample_unit("mn"), agency)
+    out = r.render(Channel.LOUDSPEAKER, "mn", ctx)
+    assert out.text.startswith(f"{red}! {red}!")
+    assert "7 ᠰᠠᠷ\u180eᠠ\u202fᠶᠢᠨ 15\u202fᠤ 14:30 ᠴᠠᠭ" in out.text
+    assert renderer.strings["mn"]["time_format"] != fmt  # the shipped renderer is untouched
+
+
+def test_unknown_terms_fail_at_start_with_their_key() -> None:
+    terms = {"kk": {"nope": "x", "mask": "اۋىزقاپ"}, "xx": {"a": "b"},
+             "mn": {"time_format": "{mnth} ᠴᠠᠭ"}}  # fmt: skip
+    with pytest.raises(ConfigError) as info:
+        load_config(SAMPLE_CONFIG, render={"terms": terms})
+    keys = {i.key for i in info.value.issues}
+    assert keys == {
+        "render.terms.kk.nope",
+        "render.terms.xx",
+        "render.terms.mn.time_format",
+    }
