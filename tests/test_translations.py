@@ -1,6 +1,7 @@
 """Translations: the script rules of the December 2026 review on every Uyghur, Kazakh and
 Mongolian text, messenger tasks that keep their guidance and a reply hint the gateway
-accepts, the right-to-left mark on every line, and the open term choices."""
+accepts, the right-to-left mark on every line, the open term choices, and a
+docs/translations.md that shows what is really sent."""
 
 from __future__ import annotations
 
@@ -25,9 +26,11 @@ from gateway.plan import Kind
 from gateway.render import RLM, Context, Renderer
 from gateway.settings import RenderSettings
 from gateway.translations import (
+    DOC,
     Census,
     census,
     example_record,
+    generate,
     sample_unit,
 )
 from tests import alerts as A
@@ -563,3 +566,14 @@ def test_unknown_terms_fail_at_start_with_their_key() -> None:
         "render.terms.xx",
         "render.terms.mn.time_format",
     }
+
+
+# -- the document ----------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(SAMPLE_CONFIG != ROOT / "config", reason="the document shows the sample")
+def test_translations_doc_shows_what_is_sent(cfg: Config, sample: Census) -> None:
+    """X-5 / UG-15: docs/translations.md is generated from the real renderer and the
+    sample configuration; regenerate it with `python -m gateway.translations`."""
+    doc = DOC.read_text("utf-8")
+    assert generate(doc, cfg, sample) == doc, "stale: run python -m gateway.translations"
