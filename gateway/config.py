@@ -44,6 +44,7 @@ from gateway.hazards import Hazard, HazardCatalogue
 from gateway.policy import Policy
 from gateway.settings import Settings, load_settings, read_yaml
 from gateway.store.base import Retention
+from gateway.terms import read_strings, term_issues
 
 __all__ = ["Config", "check_phone", "load_config", "load_directory"]
 
@@ -209,6 +210,13 @@ def _check_templates(settings: Settings, issues: _Issues) -> None:
             "templates_dir",
             f"{settings.templates_dir} has no strings/zh.yaml (the fallback language)",
         )
+    for lang, chosen in settings.render.terms.items():
+        found = read_strings(settings.templates_dir, lang)
+        if found is None:
+            issues.add("gateway.yaml", f"render.terms.{lang}", f"no strings/{lang}.yaml")
+            continue
+        for key, reason in term_issues(found, chosen):
+            issues.add("gateway.yaml", f"render.terms.{lang}.{key}", reason)
 
 
 def _check_jurisdictions(registry: Registry, dirx: Directory, issues: _Issues) -> None:

@@ -9,8 +9,12 @@ docs/templates.md:
 2. within a language: the hazard-specific template, then the generic one.
 
 Limits are checked after rendering. Too long for its channel, a message is rendered
-again as the defined shorter variant (no guidance blocks, no agency description); if
-that is still too long, `LimitExceeded` is raised. Nothing is ever cut silently.
+again as each shorter variant in turn (`VARIANTS`): compact (all guidance, no agency
+description; templates shorten the rest, so a messenger task keeps its guidance and
+its reply hint), one-block (the first guidance block), short (no guidance); if even
+that is too long, `LimitExceeded` is raised. Nothing is ever cut silently.
+Right-to-left texts get the right-to-left mark at the start of every line, on every
+channel.
 Rendering is pure (the files are read once when the Renderer is built) and is done once
 per channel × language × unit × kind, never per recipient.
 """
@@ -39,6 +43,7 @@ from gateway.hazards import HazardCatalogue
 from gateway.models import AlertRecord, Info, Level, Status
 from gateway.plan import Kind, requested_groups
 from gateway.settings import RenderSettings
+from gateway.terms import TermLoader, apply_to_strings, replacer
 
 __all__ = [
     "GUIDANCE_PARAMETER",
@@ -51,6 +56,9 @@ __all__ = [
 
 GUIDANCE_PARAMETER = "guidance"  # valueName prefix: guidance:<department> = text
 FALLBACK_LANGUAGE = "zh"
+# Tried in this order until one fits: compact keeps the guidance (templates shorten the
+# rest), one-block keeps its first block only (the one an SMS carries), short has none.
+VARIANTS = ("full", "compact", "one-block", "short")
 RLM = "\u200f"
 NNBSP = "\u202f"
 
@@ -89,8 +97,11 @@ def layout_lines(text: str, chars_per_line: int, max_lines: int) -> list[str]:
     out: list[str] = []
     for paragraph in text.split("\n"):
         paragraph = paragraph.strip()
+        mark = RLM if paragraph.startswith(RLM) else ""  # kept, but it takes no room
+        paragraph = paragraph.removeprefix(mark).strip()
         if not paragraph:
             continue
+        first = len(out)
         line = ""
         for token in _tokens(paragraph):
             if len(line) + len(token) <= width:
@@ -101,11 +112,13 @@ def layout_lines(text: str, chars_per_line: int, max_lines: int) -> list[str]:
                     token, line = line[-1] + token, line[:-1]
                 out.append(line.rstrip())
             line = token.lstrip()
-            while len(line) > width:
+            while len(line.rstrip()) > width:  # a word longer than the line is cut
                 out.append(line[:width])
                 line = line[width:]
         if line.strip():
             out.append(line.rstrip())
+        if mark and len(out) > first:
+            out[first] = mark + out[first]
     if len(out) > max_lines:
         raise LimitExceeded(
             f"{len(out)} lines on a {max_lines}-line screen",
@@ -144,7 +157,7 @@ class Rendered:
     text: str
     title: str | None = None
     direction: str = "ltr"
-    variant: str = "full"  # or "short" when the full text was over a limit
+    variant: str = "full"  # one of VARIANTS: the first that was within the limits
     encoding: str | None = None  # sms
     segments: int | None = None  # sms
     seconds: float | None = None  # loudspeaker
@@ -182,20 +195,28 @@ class Renderer:
         self.hazards = hazards
         self.directory = directory
         self.limits = limits or RenderSettings()
+        self.strings: dict[str, dict[str, Any]] = {}
+        self.guidance: dict[str, dict[str, Any]] = {}
+        for path in sorted((self.dir / "strings").glob("*.yaml")):
+            self.strings[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # The agency's choices of open terms (gateway.yaml render.terms; gateway/terms.py).
+        chosen = {lang: dict(t) for lang, t in self.limits.terms.items() if lang in self.strings}
+        replacers = {lang: replacer(self.strings[lang], t) for lang, t in chosen.items()}
+        for path in sorted((self.dir / "guidance").glob("*.yaml")):
+            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+            if path.stem in replacers:
+                data = _replace_all(data, replacers[path.stem])
+            self.guidance[path.stem] = data
+        for lang, terms in chosen.items():
+            self.strings[lang] = apply_to_strings(self.strings[lang], terms)
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(str(self.dir)),
+            loader=TermLoader(self.dir, replacers),
             undefined=jinja2.StrictUndefined,
             autoescape=False,  # plain text for SMS, speech and screens; never HTML
             trim_blocks=True,
             lstrip_blocks=True,
             keep_trailing_newline=False,
         )
-        self.strings: dict[str, dict[str, Any]] = {}
-        self.guidance: dict[str, dict[str, Any]] = {}
-        for path in sorted((self.dir / "strings").glob("*.yaml")):
-            self.strings[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        for path in sorted((self.dir / "guidance").glob("*.yaml")):
-            self.guidance[path.stem] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
         self._names = set(self.env.list_templates(extensions=["j2"]))
 
     def compile_all(self) -> int:
@@ -230,10 +251,18 @@ class Renderer:
         name = self.template_for(channel, ctx.kind, hazard, langs)
         used = name.split("/")[1]
         strings = self.strings[used]
-        try:
-            return self._render(name, channel, used, lang, strings, ctx, short=False)
-        except LimitExceeded:
-            return self._render(name, channel, used, lang, strings, ctx, short=True)
+        tried: list[dict[str, Any]] = []
+        for variant in VARIANTS:
+            m = self._message(used, ctx, variant)
+            if m in tried:  # e.g. one block of guidance: one-block is compact again
+                continue
+            tried.append(m)
+            try:
+                return self._render(name, channel, used, lang, strings, ctx, variant, m)
+            except LimitExceeded:
+                if variant == VARIANTS[-1]:
+                    raise
+        raise AssertionError("unreachable: the short variant is never a repeat")
 
     # -- internals ---------------------------------------------------------------------
 
@@ -245,10 +274,9 @@ class Renderer:
         requested: str,
         strings: dict[str, Any],
         ctx: Context,
-        *,
-        short: bool,
+        variant: str,
+        m: dict[str, Any],
     ) -> Rendered:
-        m = self._message(lang, ctx, short=short)
         try:
             raw = self.env.get_template(name).render(m=m, s=strings)
         except jinja2.TemplateError as exc:
@@ -263,22 +291,22 @@ class Renderer:
             requested=requested,
             text="",
             direction=direction,
-            variant="short" if short else "full",
+            variant=variant,
             template=name,
         )
+        rtl = RLM if direction == "rtl" else ""
         if channel is Channel.LOUDSPEAKER:
-            return self._speech(text, strings, status, base)
+            return self._speech(text, strings, status, base, rtl)
         marker = ""
         if status is Status.EXERCISE:
             marker = str(strings["exercise_marker"])
         elif status is Status.TEST:
             marker = str(strings["test_marker"])
-        rtl = RLM if direction == "rtl" else ""
         title = None
         if channel is Channel.APP:
             title, _, body = text.partition("\n")
             title = rtl + marker + title.strip()
-            text = rtl + marker + body.strip()
+            text = _lines_start(marker + body.strip(), rtl)
             if len(title) > self.limits.app_max_title:
                 raise LimitExceeded(
                     "app title too long",
@@ -294,12 +322,13 @@ class Renderer:
                     allowed=self.limits.app_max_chars,
                 )
             return replace(base, text=text, title=title)
-        text = rtl + marker + text
-        if channel is Channel.DISPLAY:
-            self._check_screens(text, ctx.unit)
         if channel is Channel.MESSENGER and ctx.relay_code and ctx.relay_code not in text:
             label = strings.get("relay_code_label", "CODE")
-            text = f"{text}\n{label}: {ctx.relay_code}"
+            separator = strings.get("relay_code_separator", ": ")
+            text = f"{text}\n{label}{separator}{ctx.relay_code}"
+        text = _lines_start(marker + text, rtl)
+        if channel is Channel.DISPLAY:
+            self._check_screens(text, ctx.unit)
         if channel in (Channel.SMS, Channel.MESSENGER):
             encoding, _, segments = sms_segments(text)
             if segments > self.limits.sms_max_segments:
@@ -323,7 +352,7 @@ class Renderer:
             layout_lines(text, chars, lines * self.limits.display_max_pages)
 
     def _speech(
-        self, text: str, strings: dict[str, Any], status: Status, base: Rendered
+        self, text: str, strings: dict[str, Any], status: Status, base: Rendered, rtl: str
     ) -> Rendered:
         """A loudspeaker script: level announced first (by the template), repeated."""
         once = " ".join(text.split("\n"))
@@ -334,6 +363,7 @@ class Renderer:
             script = f"{strings['exercise_spoken']} {script} {strings['exercise_spoken']}"
         elif status is Status.TEST:
             script = f"{strings['test_spoken']} {script} {strings['test_spoken']}"
+        script = rtl + script  # one paragraph; a script may also be shown on a screen
         seconds = speech_seconds(script, base.language)
         if seconds > self.limits.loudspeaker_max_seconds:
             raise LimitExceeded(
@@ -344,7 +374,7 @@ class Renderer:
             )
         return replace(base, text=script, seconds=seconds)
 
-    def _message(self, lang: str, ctx: Context, *, short: bool) -> dict[str, Any]:
+    def _message(self, lang: str, ctx: Context, variant: str) -> dict[str, Any]:
         record = ctx.record
         hazard = self.hazards.get(record.hazards[0])
         info = _info_in(record, lang)
@@ -358,6 +388,9 @@ class Renderer:
             )
         strings = self.strings[lang]
         fmt = str(strings.get("time_format", "{month}/{day} {hour:02d}:{minute:02d}"))
+        short = variant == "short"
+        brief = variant != "full"
+        guidance = [] if short else self._guidance(record, lang, info)
         return {
             "kind": ctx.kind.value,
             "exercise": record.exercise,
@@ -373,11 +406,12 @@ class Renderer:
             "issued_at": _when(ctx.at or record.alert.sent, ctx.tz, fmt),
             "expires_at": _when(record.expires, ctx.tz, fmt),
             "headline_text": info.headline if info else None,
-            "description": None if short or not info else info.description,
+            "description": None if brief or not info else info.description,
             "instruction": info.instruction if info else None,
-            "guidance": [] if short else self._guidance(record, lang, info),
+            "guidance": guidance[:1] if variant == "one-block" else guidance,
             "groups": [self._group_name(g, lang) for g in requested_groups(record)],
-            "short": short,  # the defined shorter variant (a channel limit was exceeded)
+            "compact": brief,  # a channel limit was exceeded: shorten, keep the guidance
+            "short": short,  # the shorter variant: no guidance either
             "relay_code": ctx.relay_code,
         }
 
@@ -434,6 +468,26 @@ def _clean(text: str) -> str:
         if line or (out and out[-1]):
             out.append(line)
     return "\n".join(out).strip()
+
+
+def _lines_start(text: str, mark: str) -> str:
+    """`mark` at the start of every line: phones and screens pick each paragraph's
+    direction from its first strong character, which may be a Chinese name or a digit."""
+    if not mark:
+        return text
+    lines = text.split("\n")
+    return "\n".join(mark + ln if ln and not ln.startswith(mark) else ln for ln in lines)
+
+
+def _replace_all(node: Any, replace: Any) -> Any:
+    """Guidance data with `replace` applied to every text in it."""
+    if isinstance(node, str):
+        return replace(node)
+    if isinstance(node, dict):
+        return {k: _replace_all(v, replace) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_replace_all(v, replace) for v in node]
+    return node
 
 
 def _info_in(record: AlertRecord, lang: str) -> Info | None:

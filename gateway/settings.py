@@ -133,10 +133,10 @@ class EndpointSettings(_Section):
 
 
 class RenderSettings(_Section):
-    """Channel limits checked after rendering (never silent truncation)."""
+    """Channel limits checked after rendering (never silent truncation), and wordings."""
 
     # Uyghur, Kazakh and Mongolian texts with one guidance block need up to 8 UCS-2
-    # segments; fewer drop the guidance (the shorter variant) for those languages.
+    # segments; fewer drop the guidance (the short variant) for those languages.
     sms_max_segments: int = Field(default=8, ge=1, le=10)
     loudspeaker_repeats: int = Field(default=2, ge=1, le=5)
     loudspeaker_max_seconds: float = Field(default=240.0, gt=0)
@@ -144,6 +144,9 @@ class RenderSettings(_Section):
     app_max_title: int = Field(default=120, ge=10)
     # Screens page through longer texts; a text needing more pages is too long.
     display_max_pages: int = Field(default=8, ge=1, le=20)
+    # The agency's choice of open wordings, per language: {ug: {warning: "…"}}; keys are
+    # the `terms` of templates/strings/<lang>.yaml or dotted string keys (gateway/terms.py).
+    terms: dict[str, dict[str, str]] = {}
 
 
 def _default_templates() -> Path:

@@ -134,7 +134,7 @@ def test_exercise_and_test_messages_are_marked_in_their_language(
         out = render(renderer, channel, lang, rec=rec)
         assert strings[f"{key}_marker"] in out.text, channel
     spoken = render(renderer, Channel.LOUDSPEAKER, lang, rec=rec)
-    assert spoken.text.startswith(strings[f"{key}_spoken"])
+    assert spoken.text.lstrip(RLM).startswith(strings[f"{key}_spoken"])
     plain = render(renderer, Channel.SMS, lang)
     assert strings[f"{key}_marker"] not in plain.text
 
@@ -340,3 +340,11 @@ def test_every_shipped_template_compiles(cfg: Config, renderer: Renderer) -> Non
     }  # fmt: skip
     fresh = Renderer(renderer.dir, cfg.hazards, cfg.directory, RenderSettings())
     assert fresh.compile_all() == len(shipped) > 80
+
+
+def test_the_right_to_left_mark_takes_no_room_on_a_screen() -> None:
+    """Every line of a ug/kk text starts with U+200F: it stays, at the start of the
+    paragraph's first screen line, but a line of `width` letters still fits."""
+    text = f"{RLM}قاتتىق شامال\n{RLM}سانجى شەھىرى"
+    assert layout_lines(text, 12, 4) == [f"{RLM}قاتتىق شامال", f"{RLM}سانجى شەھىرى"]
+    assert layout_lines(f"{RLM}قاتتىق شامال", 6, 4) == [f"{RLM}قاتتىق", "شامال"]
