@@ -25,6 +25,7 @@ import hashlib
 import hmac
 import re
 import time
+import unicodedata
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -55,6 +56,26 @@ def relay_code(secret: str, alert: str, unit: str) -> str:
     """The task code of an alert's relay tasks in one unit (8 base32 characters)."""
     digest = hmac.new(secret.encode(), f"{alert}|{unit}".encode(), hashlib.sha256).digest()
     return base64.b32encode(digest).decode()[:8]
+
+
+# What a messenger's phone may add around `CODE 1` / `CODE 2 45`: quotes copied from the
+# hint, a full stop, full-width or native digits. Mapped to the ASCII reply before it
+# is read (then read in ASCII only: nothing else counts as a digit).
+_REPLY_QUOTES = "\"'«»“”‘’「」『』‹›"
+_REPLY_END = ".。!！,，;；"
+_DIGITS = {
+    **{ord(c): str(i) for i, c in enumerate("٠١٢٣٤٥٦٧٨٩")},  # Arabic-Indic (ug, kk)
+    **{ord(c): str(i) for i, c in enumerate("۰۱۲۳۴۵۶۷۸۹")},  # extended Arabic-Indic
+    **{ord(c): str(i) for i, c in enumerate("᠐᠑᠒᠓᠔᠕᠖᠗᠘᠙")},  # Mongolian
+}
+
+
+def normalize_reply(text: str) -> str:
+    """A messenger's reply as the gateway reads it: full-width forms folded (NFKC),
+    native digits as ASCII digits, quotes and a trailing full stop dropped."""
+    folded = unicodedata.normalize("NFKC", text[:200]).translate(_DIGITS)
+    folded = "".join(" " if c in _REPLY_QUOTES else c for c in folded)
+    return folded.strip().rstrip(_REPLY_END).strip()
 
 
 def _phone(number: str) -> str:
@@ -226,7 +247,7 @@ class ReceiptDesk:
             sender, text = str(data["from"]), str(data["text"])
         except (KeyError, TypeError, IndexError):
             raise BadRequest('expected {"from", "text"}', code="malformed-json") from None
-        match = _INBOUND.match(text)
+        match = _INBOUND.match(normalize_reply(text))
         if match is None:
             raise Unprocessable(
                 "reply is not 'CODE 1' (received) or 'CODE 2 N' (relayed to N households)",

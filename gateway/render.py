@@ -331,12 +331,17 @@ class Renderer:
             self._check_screens(text, ctx.unit)
         if channel in (Channel.SMS, Channel.MESSENGER):
             encoding, _, segments = sms_segments(text)
-            if segments > self.limits.sms_max_segments:
+            allowed = (
+                self.limits.messenger_max_segments
+                if channel is Channel.MESSENGER
+                else self.limits.sms_max_segments
+            )
+            if segments > allowed:
                 raise LimitExceeded(
                     f"{segments} SMS segments",
                     limit="sms-segments",
                     measured=segments,
-                    allowed=self.limits.sms_max_segments,
+                    allowed=allowed,
                 )
             return replace(base, text=text, encoding=encoding, segments=segments)
         return replace(base, text=text)

@@ -138,6 +138,10 @@ class RenderSettings(_Section):
     # Uyghur, Kazakh and Mongolian texts with one guidance block need up to 8 UCS-2
     # segments; fewer drop the guidance (the short variant) for those languages.
     sms_max_segments: int = Field(default=8, ge=1, le=10)
+    # A messenger task goes to a grid worker or information officer, who relays it: one
+    # concatenated SMS of up to this many parts, so that the task in every language
+    # carries all its guidance and the reply hint (Mongolian updates need 9).
+    messenger_max_segments: int = Field(default=10, ge=1, le=15)
     loudspeaker_repeats: int = Field(default=2, ge=1, le=5)
     loudspeaker_max_seconds: float = Field(default=240.0, gt=0)
     app_max_chars: int = Field(default=4000, ge=100)

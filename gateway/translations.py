@@ -351,8 +351,8 @@ def _census_section(config: Config, r: Renderer, counted: Census | None) -> list
     out += [f"* {k}: {n}" for k, n in c["variants_not_full"].items()] or ["* none"]
     out += [
         "",
-        "Messenger tasks, SMS segments (limit `render.sms_max_segments`, "
-        f"{config.settings.render.sms_max_segments}):",
+        "Messenger tasks, SMS segments (limit `render.messenger_max_segments`, "
+        f"{config.settings.render.messenger_max_segments}):",
         "",
         "| language and kind | fewest | median | most |",
         "| --- | --- | --- | --- |",

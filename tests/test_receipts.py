@@ -360,25 +360,39 @@ async def test_a_callback_token_with_a_non_ascii_byte_is_a_wrong_token(gateway: 
         assert b"application/problem+json" in head
 
 
-async def test_messenger_replies_are_read_in_ascii_digits(gateway: Gateway) -> None:
-    """`\\d` took Arabic-Indic and other Unicode digits as household counts."""
+async def test_messenger_replies_are_read_as_their_keyboards_type_them(
+    gateway: Gateway,
+) -> None:
+    """Digits as a Uyghur, Kazakh, Mongolian or Chinese keyboard types them, the quotes
+    of the hint copied with the reply, a full stop: read as the reply they are. Other
+    Unicode digits (`\\d` took any) are not digits of a reply."""
     body = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.run()
     code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
     cols = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
     assert cols is not None
-    for text in (f"{code} 2 ٣", f"{code} ٢ 3", f"{code} 2 ３"):
-        resp = await gateway.client.post(
+
+    async def reply(text: str) -> Any:
+        return await gateway.client.post(
             "/api/v1/callbacks/sms/sms-main/inbound",
             data=orjson.dumps({"from": cols.addresses[0], "text": text}),
             headers={"X-Callback-Token": "demo-callback-sms-main"},
         )
-        await problem(resp, 422, "invalid-relay")
+
+    for text in (f"{code} 2 ३", f"{code} २ 3", f"{code} 2 ๓"):  # Devanagari, Thai
+        await problem(await reply(text), 422, "invalid-relay")
+    d = await gateway.deliveries(body["id"])
+    assert "acknowledged" not in d["counts"]["messenger"]
+    for text in (f"«{code} 1»", f"“{code} 1”。", f"{code}　١"):
+        resp = await reply(text)
+        assert resp.status == 200, (text, await resp.text())
+    for text in (f"{code} 2 ٣", f"{code} ᠒ ᠔", f"{code} ２ １２."):
+        resp = await reply(text)
+        assert resp.status == 200, (text, await resp.text())
+        assert (await resp.json())["state"] == "acknowledged"
     for bad in ("ÄÄÄÄÄÄÄÄ", "AAAAAAAAA", "AAAA"):  # never a task code: not looked up
         resp = await gateway.client.post(
             f"/api/v1/relay/{bad}", data=orjson.dumps({"phone": cols.addresses[0],
                                                        "status": "received"}),
         )  # fmt: skip
         await problem(resp, 404, "relay-not-found")
-    d = await gateway.deliveries(body["id"])
-    assert "acknowledged" not in d["counts"]["messenger"]

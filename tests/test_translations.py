@@ -368,13 +368,10 @@ def test_every_messenger_task_keeps_its_guidance_and_reply_hint(
                 unit,
                 lang,
             )
-    # zh and en carry both blocks, and so do ug and kk; mn updates have room for one
-    both = {
-        (lang, kind)
-        for (_, lang, kind), t in sample.tasks.items()
-        if t.variant in ("full", "compact")
-    }
-    assert both >= {(lang, k) for lang in ("zh", "en", "ug", "kk") for k in ("alert", "update")}
+    # Every language carries both blocks (messenger tasks may be 10 segments long).
+    for (unit, lang, kind), t in sample.tasks.items():
+        if kind != "cancel":
+            assert t.variant in ("full", "compact"), (unit, lang, kind, t.variant)
 
 
 @pytest.mark.parametrize("lang", LANGS)

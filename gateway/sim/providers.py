@@ -28,7 +28,8 @@ from gateway.sim.population import Population, Truth
 __all__ = ["MessengerBehaviour", "ProviderBehaviour", "SimProvider"]
 
 log = logging.getLogger("warngate.sim")
-CODE = re.compile(r"\b([A-Z2-7]{8})\b")
+# The task code as the reply hint quotes it («CODE 1»): not any 8 capitals ("EXERCISE").
+CODE = re.compile(r"\b([A-Z2-7]{8}) 1\b")
 
 
 @dataclass(frozen=True)
