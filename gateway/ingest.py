@@ -347,6 +347,8 @@ class Ingestor:
                 title="Nothing to cancel",
                 extra={"unknown_references": outcome.unknown_refs},
             )
+        if outcome.kind == "status-mismatch":
+            raise _status_mismatch(record.alert, outcome.mismatched)
         body: dict[str, Any] = {
             "id": record.id,
             "status": "accepted" if outcome.kind == "new" else "duplicate",
@@ -366,6 +368,33 @@ class Ingestor:
         if notes:
             body["warnings"] = notes
         return Accepted(202 if outcome.kind == "new" else 200, body, record, outcome)
+
+
+def _status_mismatch(alert: Alert, mismatched: list[tuple[str, str]]) -> Unprocessable:
+    """A drill must never change a live warning, nor a live message a drill's."""
+    by_id = {alert_id(r.sender, r.identifier): (i, str(r)) for i, r in enumerate(alert.references)}
+    refs = []
+    errors = []
+    for ref, status in mismatched:
+        i, text = by_id.get(ref, (-1, ref))
+        refs.append({"id": ref, "reference": text, "status": status})
+        errors.append(
+            FieldError(
+                f"references[{i}]" if i >= 0 else "references",
+                f"refers to a stored {status or 'unknown-status'} alert;"
+                f" {alert.status.value} alerts may only reference {alert.status.value} alerts",
+            )
+        )
+    return Unprocessable(
+        f"{alert.status.value} {alert.msgType.value} references alerts of another status ("
+        + ", ".join(f"{r['id']}: {r['status']}" for r in refs)
+        + "); exercises, tests and actual warnings never change each other. Nothing was"
+        " stored",
+        code="status-mismatch",
+        title="References across statuses",
+        errors=errors,
+        extra={"alert_status": alert.status.value, "references": refs},
+    )
 
 
 def links(alert: str) -> dict[str, str]:
