@@ -1,4 +1,8 @@
-"""API: what every handler shares — JSON and problem+json answers, body limits."""
+"""API: what every handler shares — JSON and problem+json answers, body limits.
+
+Redis failures that reach the middleware (a read while Redis is down or frozen) are
+answered 503 with Retry-After, not 500: the request was fine, the store was not.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import PayloadTooLarge, ProblemError
+from gateway.errors import PayloadTooLarge, ProblemError, StoreUnavailable
 
 __all__ = [
     "PROBLEM_TYPE",
@@ -51,6 +57,12 @@ async def problem_middleware(
         return await handler(request)
     except ProblemError as exc:
         return problem_response(exc, request.path)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("redis unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            StoreUnavailable(f"the store did not answer ({type(exc).__name__}); retry later"),
+            request.path,
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

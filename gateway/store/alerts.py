@@ -7,6 +7,10 @@ refuses references across statuses (an Exercise Cancel of an Actual warning, an 
 Update of a Test …): the status it compares is read in the script, so no race between
 a check and the write can let a drill touch a live warning.
 
+When Redis cannot be reached, or does not answer in time, `accept` raises
+`StoreUnavailable` (503). A timeout may come after the script ran; since the script is
+idempotent, posting the same alert again is answered 200 duplicate, never stored twice.
+
 The scripts build some key names from the prefix (the referenced alerts are passed as
 keys); this is fine for standalone Redis and Sentinel. Redis Cluster would need the
 keys of one alert chain in one hash slot, which warngate does not arrange yet.
@@ -23,7 +27,10 @@ from typing import Any, ClassVar, Literal, cast
 
 import orjson
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.errors import StoreUnavailable
 from gateway.models import AlertRecord, AlertState
 from gateway.store.base import StoreBase
 
@@ -188,7 +195,13 @@ class AlertStore(StoreBase):
             record.alert.status.value,
             *refs,
         ]
-        result = await self._accept(keys=keys, args=args)
+        try:
+            result = await self._accept(keys=keys, args=args)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(
+                f"the alert store did not answer ({type(exc).__name__}); post the same alert"
+                " again: if it was stored meanwhile the answer is 200 duplicate, else 202"
+            ) from None
         kind = result[0]
         if kind == "new":
             return AcceptOutcome("new", record.id, orjson.loads(result[1]), orjson.loads(result[2]))
