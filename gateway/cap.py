@@ -8,13 +8,17 @@ problems with their location. Problems that do not change the meaning of an aler
 allows them) are *schema notes*: `warngate validate` treats them as errors, ingest
 accepts the alert and lists them in its answer, because a live warning must not be
 refused over the order of two elements.
+
+Every body is bounded before it is validated (`check_limits`, the `ingest.limits`
+settings): counting the parts of a parsed body is cheap, validating a million empty
+`info` blocks is not, and neither is an answer listing their six million errors.
 """
 
 from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +28,16 @@ import orjson
 from pydantic import ValidationError
 
 from gateway.errors import BadRequest, FieldError, Unprocessable, UnsupportedMediaType
-from gateway.models import Alert
+from gateway.models import Alert, clip
+from gateway.settings import IngestLimits
 
 __all__ = [
     "CAP_NS",
     "DSIG_NS",
     "CapNote",
     "Decoded",
+    "capped",
+    "check_limits",
     "decode",
     "decode_json",
     "decode_xml",
@@ -43,6 +50,9 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 XML_TYPES = frozenset({"application/cap+xml", "application/xml", "text/xml"})
 JSON_TYPES = frozenset({"application/json", "application/cap+json"})
+# The CAP structure is five levels deep. Deeper nesting in a large body is refused
+# before validation; in a small one it is cheap, and the CAP rules refuse it.
+MAX_DEPTH = 16
 
 # Element order per the CAP 1.2 schema; names in REPEATED may occur more than once.
 _SEQUENCES: dict[str, tuple[str, ...]] = {
@@ -121,34 +131,44 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None) -> Decoded:
-    """Read a request body as CAP XML or JSON by its media type; raise on unreadable input."""
+def decode(body: bytes, content_type: str | None, limits: IngestLimits | None = None) -> Decoded:
+    """Read a request body as CAP XML or JSON by its media type, within `limits`; raise
+    on unreadable, hostile or oversized input."""
+    limits = limits or IngestLimits()
     kind = media_type(content_type)
     if kind in XML_TYPES:
-        data, notes = decode_xml(body)
+        data, notes = decode_xml(body, limits)
+        check_limits(data, limits, body_size=0)  # its elements were counted
         return Decoded(data, notes, "xml")
     if kind in JSON_TYPES:
-        return Decoded(decode_json(body), [], "json")
+        return Decoded(decode_json(body, limits), [], "json")
     raise UnsupportedMediaType(
-        f"content type {kind or '(none)'!r} is not accepted; send one of "
+        f"content type {clip(kind) or '(none)'!r} is not accepted; send one of "
         + ", ".join(sorted(XML_TYPES | JSON_TYPES)),
         extra={"accepted": sorted(XML_TYPES | JSON_TYPES)},
     )
 
 
-def decode_json(body: bytes) -> dict[str, Any]:
+def decode_json(body: bytes, limits: IngestLimits | None = None) -> dict[str, Any]:
+    limits = limits or IngestLimits()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid UTF-8 JSON: {exc}", code="malformed-json") from None
+        raise BadRequest(
+            f"body is not valid UTF-8 JSON: {clip(str(exc), 120)}", code="malformed-json"
+        ) from None
     if isinstance(data, dict) and set(data) == {"alert"} and isinstance(data["alert"], dict):
         data = data["alert"]
     if not isinstance(data, dict):
         raise BadRequest("JSON body must be an object holding one CAP alert", code="malformed-json")
+    check_limits(data, limits, body_size=len(body))
     return data
 
 
-def decode_xml(body: bytes) -> tuple[dict[str, Any], list[CapNote]]:
+def decode_xml(
+    body: bytes, limits: IngestLimits | None = None
+) -> tuple[dict[str, Any], list[CapNote]]:
+    limits = limits or IngestLimits()
     try:
         root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden:
@@ -166,18 +186,21 @@ def decode_xml(body: bytes) -> tuple[dict[str, Any], list[CapNote]]:
     ns, name = _split(root.tag)
     if name != "alert":
         raise Unprocessable(
-            f"root element is {root.tag!r}, expected a CAP 1.2 <alert>",
+            f"root element is {clip(root.tag)!r}, expected a CAP 1.2 <alert>",
             code="not-cap",
             title="Invalid alert",
             errors=[FieldError("alert", "root element must be <alert>")],
         )
     if ns != CAP_NS:
         raise Unprocessable(
-            f"namespace {ns or '(none)'!r} is not CAP 1.2 ({CAP_NS})",
+            f"namespace {clip(ns) or '(none)'!r} is not CAP 1.2 ({CAP_NS})",
             code="not-cap",
             title="Invalid alert",
             errors=[FieldError("alert", f"namespace must be {CAP_NS}")],
         )
+    for elements, _ in enumerate(root.iter(), 1):
+        if elements > limits.nodes:
+            raise _over([("nodes", "alert", f"more than {limits.nodes}", limits.nodes)])
     notes: list[CapNote] = []
     data = _element(root, "alert", "alert", notes)
     assert isinstance(data, dict)
@@ -237,6 +260,133 @@ def _text(elem: ET.Element) -> str:
     return (elem.text or "").strip()
 
 
+# -- limits ----------------------------------------------------------------------------
+
+
+def _many(value: Any) -> list[Any]:
+    """A CAP element that may repeat, as JSON gives it: a list, one value, or nothing."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _dicts(value: Any) -> Iterable[dict[str, Any]]:
+    return (v for v in _many(value) if isinstance(v, dict))
+
+
+def check_limits(
+    data: dict[str, Any],
+    limits: IngestLimits,
+    *,
+    body_size: int | None = None,
+) -> None:
+    """Refuse a decoded alert over `limits` before any validation: list lengths are
+    read in O(1), then a bounded walk.
+
+    `body_size`: a body of at most `limits.nodes` bytes cannot hold more values, so it
+    is not counted."""
+    over: list[tuple[str, str, int | str, int]] = []
+
+    def count(name: str, loc: str, found: int) -> bool:
+        allowed: int = getattr(limits, name)
+        if found > allowed:
+            over.append((name, loc, found, allowed))
+            return False
+        return True
+
+    infos = _many(data.get("info"))
+    refs = data.get("references")
+    count(
+        "references", "references", len(refs.split()) if isinstance(refs, str) else len(_many(refs))
+    )
+    count("values", "code", len(_many(data.get("code"))))
+    totals = dict.fromkeys(
+        ("areas", "polygons", "points", "circles", "geocodes", "parameters", "event_codes",
+         "resources"),
+        0,
+    )  # fmt: skip
+    if count("info", "info", len(infos)):
+        for i, info in enumerate(v for v in infos if isinstance(v, dict)):
+            for key in ("category", "responseType"):
+                count("values", f"info[{i}].{key}", len(_many(info.get(key))))
+            totals["parameters"] += len(_many(info.get("parameter")))
+            totals["event_codes"] += len(_many(info.get("eventCode")))
+            totals["resources"] += len(_many(info.get("resource")))
+            areas = _many(info.get("area"))
+            totals["areas"] += len(areas)
+            if totals["areas"] > limits.areas:
+                break
+            for area in _dicts(areas):
+                polygons = _many(area.get("polygon"))
+                totals["polygons"] += len(polygons)
+                totals["circles"] += len(_many(area.get("circle")))
+                totals["geocodes"] += len(_many(area.get("geocode")))
+                if totals["polygons"] <= limits.polygons:
+                    totals["points"] += sum(p.count(",") for p in polygons if isinstance(p, str))
+    for name, found in totals.items():
+        count(name, "info", found)
+    if over:
+        raise _over(over)
+    if body_size is None or body_size > limits.nodes:
+        _count_values(data, limits)
+
+
+def _count_values(data: dict[str, Any], limits: IngestLimits) -> None:
+    """Stop past `limits.nodes` values or `MAX_DEPTH` levels, whatever the shape."""
+    budget = limits.nodes
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise _over([("nodes", "alert", f"more than {limits.nodes}", limits.nodes)])
+        if depth > MAX_DEPTH:
+            raise _over([("depth", "alert", f"more than {MAX_DEPTH}", MAX_DEPTH)])
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
+def _over(over: Sequence[tuple[str, str, int | str, int]]) -> Unprocessable:
+    limits = [
+        {"limit": n, "loc": loc, "found": found, "max": allowed} for n, loc, found, allowed in over
+    ]
+    return Unprocessable(
+        "alert over the gateway's limits: "
+        + "; ".join(f"{n}: {found} (at most {allowed})" for n, _, found, allowed in over),
+        code="over-limit",
+        title="Alert too large",
+        errors=[
+            FieldError(loc, f"{n}: {found}, at most {allowed}") for n, loc, found, allowed in over
+        ],
+        extra={"limits": limits},
+    )
+
+
+def capped(errors: Sequence[FieldError], limit: int) -> tuple[list[FieldError], dict[str, int]]:
+    """The first `limit` errors, each clipped, and the count of the others."""
+    shown = [FieldError(clip(e.loc, 200), clip(e.msg, 300)) for e in errors[:limit]]
+    rest = len(errors) - len(shown)
+    return shown, ({"errors_omitted": rest} if rest else {})
+
+
+def _invalid(errors: Sequence[FieldError], limits: IngestLimits) -> Unprocessable:
+    shown, extra = capped(errors, limits.errors)
+    summary = "; ".join(f"{e.loc}: {e.msg}" for e in shown[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return Unprocessable(
+        f"not a valid CAP 1.2 alert: {summary}{more}",
+        code="invalid-cap",
+        errors=shown,
+        title="Invalid alert",
+        extra=extra,
+    )
+
+
+# -- validation ------------------------------------------------------------------------
+
+
 def field_errors(exc: ValidationError) -> list[FieldError]:
     """Pydantic errors as located messages (`info[0].area[1].polygon[0]: …`)."""
     out = []
@@ -254,20 +404,13 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def to_alert(data: dict[str, Any]) -> Alert:
-    """Validate a decoded alert against the CAP rules; raise `Unprocessable` naming fields."""
+def to_alert(data: dict[str, Any], limits: IngestLimits | None = None) -> Alert:
+    """Validate a decoded alert against the CAP rules; raise `Unprocessable` naming fields
+    (the first `limits.errors` of them)."""
     try:
         return Alert.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        summary = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3])
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise Unprocessable(
-            f"not a valid CAP 1.2 alert: {summary}{more}",
-            code="invalid-cap",
-            errors=errors,
-            title="Invalid alert",
-        ) from None
+        raise _invalid(field_errors(exc), limits or IngestLimits()) from None
 
 
 def encode_xml(alert: Alert) -> bytes:

@@ -3,10 +3,16 @@
 Authentication comes first (before parsing) so that an anonymous caller learns nothing
 about the body and costs the gateway nothing more than a hash. Nothing is fanned out
 here: the alert is persisted and queued atomically, and the answer names its id.
+
+The work of one request is bounded: the body's size, then its parts (`ingest.limits`)
+before validation, then the number of errors in the answer. Parsing, validation and
+the geometry of bodies over `ingest.thread_above_bytes` run in a worker thread, so the
+event loop keeps answering everyone else meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +22,7 @@ import orjson
 
 from gateway import codes
 from gateway.auth import Agency, Principal
-from gateway.cap import decode, to_alert
+from gateway.cap import CapNote, capped, decode, to_alert
 from gateway.config import Config
 from gateway.directory import circle_geometry, polygon_geometry
 from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
@@ -29,6 +35,7 @@ from gateway.models import (
     MsgType,
     Severity,
     Status,
+    clip,
     parse_circle,
     parse_polygon,
 )
@@ -112,11 +119,22 @@ class Checked:
     hazards: list[str]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An alert read, checked and authorized: what is left is the store's atomic step."""
+
+    record: AlertRecord
+    refs: list[str]
+    notes: list[CapNote]
+    format: str
+
+
 class Ingestor:
     def __init__(self, config: Config, store: Store | None) -> None:
         self.config = config
         self.store = store
         self._geocode_names = {n.casefold() for n in config.settings.ingest.geocode_names}
+        self._large = asyncio.Semaphore(1)
 
     def authenticate(self, authorization: str | None) -> Principal:
         return self.config.registry.authenticate(authorization)
@@ -133,12 +151,15 @@ class Ingestor:
         if not isinstance(principal, Agency):
             raise Forbidden("duty operators may read but not post alerts", code="not-an-agency")
         received = now or datetime.now(UTC)
-        decoded = decode(body, content_type)
-        alert = to_alert(decoded.data)
-        checked = self.check(alert, received)
-        self._authorize(principal, alert, checked)
-        record = self._record(principal, alert, checked, received)
-        refs = [alert_id(r.sender, r.identifier) for r in alert.references]
+        if len(body) > self.config.settings.ingest.thread_above_bytes:
+            # One large body at a time: each thread more takes GIL turns from the loop.
+            async with self._large:
+                prepared = await asyncio.to_thread(
+                    self.prepare, principal, body, content_type, received
+                )
+        else:
+            prepared = self.prepare(principal, body, content_type, received)
+        record, alert = prepared.record, prepared.record.alert
         audit = {
             "event": "posted",
             "id": record.id,
@@ -148,15 +169,30 @@ class Ingestor:
             "sent": alert.sent.isoformat(),
             "msgType": alert.msgType.value,
             "status": alert.status.value,
-            "level": checked.level.value,
-            "format": decoded.format,
+            "level": record.level.value,
+            "format": prepared.format,
             "remote": remote,
             "at": int(received.timestamp() * 1000),
         }
         assert self.store is not None, "an Ingestor without a store can only check"
-        outcome = await self.store.accept(record, refs, audit)
-        notes = [n.as_dict() for n in decoded.notes]
-        return self._answer(record, outcome, notes)
+        outcome = await self.store.accept(record, prepared.refs, audit)
+        return self._answer(record, outcome, prepared.notes)
+
+    def prepare(
+        self, agency: Agency, body: bytes, content_type: str | None, received: datetime
+    ) -> Prepared:
+        """Everything before the store, without I/O (so it may run in a thread)."""
+        limits = self.config.settings.ingest.limits
+        decoded = decode(body, content_type, limits)
+        alert = to_alert(decoded.data, limits)
+        checked = self.check(alert, received)
+        self._authorize(agency, alert, checked)
+        return Prepared(
+            self._record(agency, alert, checked, received),
+            [alert_id(r.sender, r.identifier) for r in alert.references],
+            decoded.notes,
+            decoded.format,
+        )
 
     # -- checks ----------------------------------------------------------------------
 
@@ -184,8 +220,8 @@ class Ingestor:
                 errors.append(
                     FieldError(
                         f"info[{i}].event",
-                        f"unknown hazard {info.event!r}; name one of [{known}] in an eventCode"
-                        " 'hazard' or in the event text",
+                        f"unknown hazard {clip(info.event)!r}; name one of [{known}] in an"
+                        " eventCode 'hazard' or in the event text",
                     )
                 )
             elif hazard not in hazards:
@@ -212,8 +248,14 @@ class Ingestor:
                     try:
                         codes.normalize(g.value)
                         usable = True
-                    except ValueError as exc:
-                        errors.append(FieldError(f"info[{i}].area[{j}].geocode[{k}]", str(exc)))
+                    except ValueError:
+                        errors.append(
+                            FieldError(
+                                f"info[{i}].area[{j}].geocode[{k}]",
+                                f"not a division code: {clip(g.value)!r} (expected 6, 9, 12 or"
+                                " 15 digits)",
+                            )
+                        )
                 if not usable:
                     errors.append(
                         FieldError(
@@ -230,7 +272,7 @@ class Ingestor:
                 errors.append(
                     FieldError(
                         "info.parameter",
-                        f"unknown population group {name!r} (groups.yaml has: "
+                        f"unknown population group {clip(name)!r} (groups.yaml has: "
                         + ", ".join(sorted(known_groups))
                         + ")",
                     )
@@ -238,11 +280,13 @@ class Ingestor:
         if expiry and not errors and self._expires(alert) <= received:
             errors.append(FieldError("info.expires", "the alert has already expired"))
         if errors:
+            shown, extra = capped(errors, self.config.settings.ingest.limits.errors)
             raise Unprocessable(
-                "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3]),
+                "; ".join(f"{e.loc}: {e.msg}" for e in shown[:3]),
                 code="unacceptable-alert",
-                errors=errors,
+                errors=shown,
                 title="Invalid alert",
+                extra=extra,
             )
         return Checked(min(levels, key=lambda lv: lv.rank), hazards)
 
@@ -295,12 +339,15 @@ class Ingestor:
                         )
                     )
         if errors:
+            codes_out = list(dict.fromkeys(outside))
+            limit = self.config.settings.ingest.limits.errors
+            shown, extra = capped(errors, limit)
             raise Forbidden(
                 "area outside the agency's jurisdiction"
-                + (f": {', '.join(dict.fromkeys(outside))}" if outside else ""),
+                + (f": {', '.join(codes_out[:limit])}" if outside else ""),
                 code="area-not-allowed",
-                errors=errors,
-                extra={"codes": list(dict.fromkeys(outside)), "jurisdiction": agency.jurisdiction},
+                errors=shown,
+                extra={"codes": codes_out[:limit], "jurisdiction": agency.jurisdiction, **extra},
             )
 
     def _shape_touches(self, agency: Agency, polygons: list[str], circles: list[str]) -> bool:
@@ -331,7 +378,7 @@ class Ingestor:
         )
 
     def _answer(
-        self, record: AlertRecord, outcome: AcceptOutcome, notes: list[dict[str, str]]
+        self, record: AlertRecord, outcome: AcceptOutcome, notes: list[CapNote]
     ) -> Accepted:
         if outcome.kind == "conflict":
             raise Conflict(
@@ -366,7 +413,10 @@ class Ingestor:
                 body["unknown_references"] = outcome.unknown_refs
                 body["flags"] = ["references-unknown"]
         if notes:
-            body["warnings"] = notes
+            limit = self.config.settings.ingest.limits.errors
+            body["warnings"] = [n.as_dict() for n in notes[:limit]]
+            if len(notes) > limit:
+                body["warnings_omitted"] = len(notes) - limit
         return Accepted(202 if outcome.kind == "new" else 200, body, record, outcome)
 
 

@@ -49,6 +49,7 @@ __all__ = [
     "Severity",
     "Status",
     "Urgency",
+    "clip",
     "format_cap_time",
     "parse_circle",
     "parse_polygon",
@@ -204,6 +205,11 @@ class AlertState(StrEnum):
 # CAP 1.2: identifier and sender "MUST NOT include spaces, commas or restricted
 # characters (< and &)".
 _TOKEN = re.compile(r"^[^\s,<&]+$")
+
+
+def clip(text: str, size: int = 40) -> str:
+    """`text` for an error message: a hostile value must not make the answer large."""
+    return text if len(text) <= size else text[:size] + f"… ({len(text)} characters)"
 
 
 def _token(value: str) -> str:

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cap import decode, decode_xml, encode_xml, to_alert
+from gateway.cap import CAP_NS, check_limits, decode, decode_xml, encode_xml, to_alert
 from gateway.cli import main
 from gateway.errors import BadRequest, Unprocessable
 from gateway.models import Alert
+from gateway.settings import IngestLimits
 from tests import alerts as A
 from tests.conftest import ROOT, SAMPLE_CONFIG
 
@@ -106,3 +107,44 @@ def test_validate_cli_reports_ok_problems_and_gateway_rules(
 
     assert main(["validate", "--config", str(SAMPLE_CONFIG), str(unknown)]) == 1
     assert "unknown hazard" in capsys.readouterr().out
+
+
+def test_limits_are_counted_before_validation() -> None:
+    limits = IngestLimits()
+    for data, name in (
+        ({"info": [{}] * 33}, "info"),
+        ({"info": [{"area": [{}] * 1001}]}, "areas"),
+        ({"info": [{"area": [{"geocode": [{}] * 5001}]}]}, "geocodes"),
+        ({"info": [{"parameter": [{}] * 501}]}, "parameters"),
+        ({"references": "a,b,c " * 501}, "references"),
+        ({"info": [{"category": ["Met"] * 51}]}, "values"),
+        ({"x": [[1]] * 50_001}, "nodes"),
+    ):
+        with pytest.raises(Unprocessable) as info:
+            check_limits(data, limits)
+        assert info.value.code == "over-limit"
+        assert [x["limit"] for x in info.value.extra["limits"]] == [name]
+    nested: dict[str, object] = {}
+    for _ in range(20):
+        nested = {"n": nested}
+    with pytest.raises(Unprocessable) as info:
+        check_limits({"note": nested}, limits)
+    assert info.value.extra["limits"][0]["limit"] == "depth"
+    with pytest.raises(Unprocessable):  # XML: elements are counted before anything else
+        decode_xml(f'<alert xmlns="{CAP_NS}">'.encode() + b"<info/>" * 100_001 + b"</alert>")
+
+
+def test_errors_in_an_answer_are_capped_and_counted() -> None:
+    data = A.alert()
+    for i in range(300):
+        data[f"unknown{i}"] = 1
+    with pytest.raises(Unprocessable) as info:
+        to_alert(data, IngestLimits(errors=20))
+    assert len(info.value.errors) == 20
+    assert info.value.extra["errors_omitted"] == 280
+    long_key = A.alert()
+    long_key["k" * 100_000] = 1
+    with pytest.raises(Unprocessable) as info:
+        to_alert(long_key)
+    assert len(info.value.errors[0].loc) < 300
+    assert len(info.value.detail) < 1000
