@@ -342,3 +342,51 @@ async def test_every_refusal_increments_rejected_metric(client: Client) -> None:
     assert (
         'warngate_alerts_rejected_total{agency="changji-met",reason="malformed-json"} 1.0' in text
     )
+
+
+async def raw_request(client: Client, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """A request written on a socket: aiohttp's client never sends these bytes."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+    writer.write(body)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer wgdemo-changji-met\xe9", b"Bearer \xff\xfe", b"Bearer \xe6\x98\x8c\xe5\x90\x89"],
+)
+async def test_a_non_ascii_byte_in_authorization_is_401(
+    client: Client, redis: Redis, prefix: str, value: bytes
+) -> None:
+    body = orjson.dumps(A.alert())
+    for head in (
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",
+        b"GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\n",
+    ):
+        status, answer = await raw_request(
+            client, head + b"Authorization: " + value + b"\r\n", body if b"POST" in head else b""
+        )
+        assert status == 401, answer
+        assert orjson.loads(answer)["code"] == "bad-key"
+    assert await keys_under(redis, prefix) == []
+
+
+async def test_two_authorization_headers_are_401(client: Client) -> None:
+    from multidict import CIMultiDict
+
+    headers = CIMultiDict([("Authorization", f"Bearer {A.MET}"), ("Authorization", "Bearer other")])
+    headers["Content-Type"] = "application/json"
+    resp = await client.post(ALERTS, data=orjson.dumps(A.alert()), headers=headers)
+    await problem(resp, 401, "bad-key")
+    await problem(await client.get(ALERTS, headers=headers), 401, "bad-key")
+
+
+@pytest.mark.parametrize("limit", ["١٠", "1_0", " 5", "5.0", "-1", "", "9" * 20])
+async def test_list_limit_is_ascii_digits(client: Client, limit: str) -> None:
+    resp = await client.get(ALERTS, params={"limit": limit}, headers=A.auth())
+    await problem(resp, 400, "bad-query")

@@ -15,10 +15,11 @@ from aiohttp import web
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import PayloadTooLarge, ProblemError, StoreUnavailable
+from gateway.errors import PayloadTooLarge, ProblemError, StoreUnavailable, Unauthorized
 
 __all__ = [
     "PROBLEM_TYPE",
+    "authorization",
     "json_response",
     "problem_middleware",
     "problem_response",
@@ -86,6 +87,15 @@ async def problem_middleware(
             title="Internal error",
         )
         return problem_response(err, request.path)
+
+
+def authorization(request: web.Request) -> str | None:
+    """The one Authorization header of a request; two of them are refused (which would
+    count?)."""
+    values = request.headers.getall("Authorization", [])
+    if len(values) > 1:
+        raise Unauthorized("send one Authorization header, not several", code="bad-key")
+    return values[0] if values else None
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
