@@ -7,7 +7,8 @@ problems with their location. Problems that do not change the meaning of an aler
 (element order, `Z` instead of `-00:00`, foreign elements outside the place the schema
 allows them) are *schema notes*: `warngate validate` treats them as errors, ingest
 accepts the alert and lists them in its answer, because a live warning must not be
-refused over the order of two elements.
+refused over the order of two elements. Problems that do change it (an element CAP
+allows once given twice, a JSON key repeated: which one would win?) are errors.
 
 Every body is bounded before it is validated (`check_limits`, the `ingest.limits`
 settings): counting the parts of a parsed body is cheap, validating a million empty
@@ -16,6 +17,7 @@ settings): counting the parts of a parsed body is cheap, validating a million em
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
 from collections.abc import Iterable, Sequence
@@ -50,6 +52,17 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 XML_TYPES = frozenset({"application/cap+xml", "application/xml", "text/xml"})
 JSON_TYPES = frozenset({"application/json", "application/cap+json"})
+# The encodings expat reads itself. Any other name would go to Python's codecs, which
+# expat can use for single-byte encodings only: GBK and GB2312 fail inside the parser.
+XML_ENCODINGS = frozenset({"utf-8", "utf-16", "us-ascii", "iso-8859-1"})
+JSON_CHARSETS = frozenset({"utf-8", "us-ascii"})
+_XML_ENCODING = re.compile(
+    rb"^(?:\xef\xbb\xbf)?<\?xml[ \t\r\n][^>]{0,200}?encoding[ \t\r\n]*=[ \t\r\n]*"
+    rb"[\"']([^\"'>]{0,60})[\"']"
+)
+# Characters XML 1.0 cannot carry (NUL and other C0 controls, lone surrogates, U+FFFE/F).
+# A JSON alert is the XML alert with other punctuation, so they are refused there too.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
 # The CAP structure is five levels deep. Deeper nesting in a large body is refused
 # before validation; in a small one it is cheap, and the CAP rules refuse it.
 MAX_DEPTH = 16
@@ -131,22 +144,61 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
+def charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type, lower-cased, if there is one."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
 def decode(body: bytes, content_type: str | None, limits: IngestLimits | None = None) -> Decoded:
     """Read a request body as CAP XML or JSON by its media type, within `limits`; raise
     on unreadable, hostile or oversized input."""
     limits = limits or IngestLimits()
     kind = media_type(content_type)
+    declared = charset(content_type)
     if kind in XML_TYPES:
+        if declared is not None and declared not in XML_ENCODINGS:
+            raise _unsupported_encoding(declared, XML_ENCODINGS)
         data, notes = decode_xml(body, limits)
-        check_limits(data, limits, body_size=0)  # its elements were counted
+        # expat refused characters XML cannot carry; its elements were counted.
+        check_limits(data, limits, body_size=0, text_checked=True)
         return Decoded(data, notes, "xml")
     if kind in JSON_TYPES:
+        if declared is not None and declared not in JSON_CHARSETS:
+            raise _unsupported_encoding(declared, JSON_CHARSETS)
         return Decoded(decode_json(body, limits), [], "json")
     raise UnsupportedMediaType(
         f"content type {clip(kind) or '(none)'!r} is not accepted; send one of "
         + ", ".join(sorted(XML_TYPES | JSON_TYPES)),
         extra={"accepted": sorted(XML_TYPES | JSON_TYPES)},
     )
+
+
+def _unsupported_encoding(name: str, accepted: Iterable[str]) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        f"character encoding {clip(name)!r} is not accepted; send UTF-8"
+        f" (accepted: {', '.join(sorted(accepted))})",
+        code="unsupported-encoding",
+        extra={"accepted_encodings": sorted(accepted)},
+    )
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
 
 
 def decode_json(body: bytes, limits: IngestLimits | None = None) -> dict[str, Any]:
@@ -161,7 +213,19 @@ def decode_json(body: bytes, limits: IngestLimits | None = None) -> dict[str, An
         data = data["alert"]
     if not isinstance(data, dict):
         raise BadRequest("JSON body must be an object holding one CAP alert", code="malformed-json")
-    check_limits(data, limits, body_size=len(body))
+    check_limits(data, limits, body_size=len(body), text_checked=not _may_hold_bad_text(body))
+    # orjson keeps the last of two equal keys without a word; a second, slower parse
+    # only of bodies that passed the limits finds them ("identifier" twice: which one?).
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except RecursionError:  # a small body nested past Python's recursion limit
+        raise _over([("depth", "alert", f"more than {MAX_DEPTH}", MAX_DEPTH)]) from None
+    except _DuplicateKey as exc:
+        key = clip(str(exc.args[0]))
+        raise _invalid(
+            [FieldError(key or "alert", f"key {key!r} occurs more than once in one object")],
+            limits,
+        ) from None
     return data
 
 
@@ -169,6 +233,9 @@ def decode_xml(
     body: bytes, limits: IngestLimits | None = None
 ) -> tuple[dict[str, Any], list[CapNote]]:
     limits = limits or IngestLimits()
+    found = _XML_ENCODING.match(body[:300])
+    if found and found.group(1).decode("latin-1").lower() not in XML_ENCODINGS:
+        raise _unsupported_encoding(found.group(1).decode("latin-1"), XML_ENCODINGS)
     try:
         root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden:
@@ -183,6 +250,13 @@ def decode_xml(
         raise BadRequest(f"XML refused: {exc}", code="hostile-xml") from None
     except ET.ParseError as exc:
         raise BadRequest(f"body is not well-formed XML: {exc}", code="malformed-xml") from None
+    except (ValueError, LookupError) as exc:
+        # An encoding expat cannot use ("multi-byte encodings are not supported").
+        raise UnsupportedMediaType(
+            f"the XML's character encoding cannot be read ({clip(str(exc), 80)}); send UTF-8",
+            code="unsupported-encoding",
+            extra={"accepted_encodings": sorted(XML_ENCODINGS)},
+        ) from None
     ns, name = _split(root.tag)
     if name != "alert":
         raise Unprocessable(
@@ -202,8 +276,10 @@ def decode_xml(
         if elements > limits.nodes:
             raise _over([("nodes", "alert", f"more than {limits.nodes}", limits.nodes)])
     notes: list[CapNote] = []
-    data = _element(root, "alert", "alert", notes)
-    assert isinstance(data, dict)
+    errors: list[FieldError] = []
+    data = _element(root, "alert", "alert", notes, errors)
+    if errors:
+        raise _invalid(errors, limits)
     return data, notes
 
 
@@ -214,7 +290,9 @@ def _split(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-def _element(elem: ET.Element, kind: str, loc: str, notes: list[CapNote]) -> dict[str, Any]:
+def _element(
+    elem: ET.Element, kind: str, loc: str, notes: list[CapNote], errors: list[FieldError]
+) -> dict[str, Any]:
     order = _SEQUENCES[kind]
     out: dict[str, Any] = {}
     last = -1
@@ -243,8 +321,12 @@ def _element(elem: ET.Element, kind: str, loc: str, notes: list[CapNote]) -> dic
             notes.append(CapNote(where, f"<{name}> is out of the order CAP 1.2 prescribes"))
         last = max(last, pos)
         if idx and name not in _REPEATED:
-            notes.append(CapNote(where, f"<{name}> may occur only once"))
-        value: Any = _element(child, name, where, notes) if name in _SEQUENCES else _text(child)
+            # Two <identifier>s (or <sent>s, <status>es …): which one is meant? Refused.
+            errors.append(FieldError(where.removeprefix("alert."), f"<{name}> may occur only once"))
+            continue
+        value: Any = (
+            _element(child, name, where, notes, errors) if name in _SEQUENCES else _text(child)
+        )
         if name in _TIME_ELEMENTS and isinstance(value, str) and not _CAP_TIME.match(value):
             notes.append(
                 CapNote(where, "CAP 1.2 writes times as YYYY-MM-DDThh:mm:ss±hh:mm (UTC: -00:00)")
@@ -279,12 +361,14 @@ def check_limits(
     limits: IngestLimits,
     *,
     body_size: int | None = None,
+    text_checked: bool = False,
 ) -> None:
-    """Refuse a decoded alert over `limits` before any validation: list lengths are
-    read in O(1), then a bounded walk.
+    """Refuse a decoded alert over `limits`, or with text XML cannot carry, before any
+    validation: list lengths are read in O(1), then at most two bounded walks.
 
     `body_size`: a body of at most `limits.nodes` bytes cannot hold more values, so it
-    is not counted."""
+    is not counted. `text_checked`: the parser already refused characters XML cannot
+    carry (expat does), or the body cannot hold any (see `_may_hold_bad_text`)."""
     over: list[tuple[str, str, int | str, int]] = []
 
     def count(name: str, loc: str, found: int) -> bool:
@@ -329,6 +413,8 @@ def check_limits(
         raise _over(over)
     if body_size is None or body_size > limits.nodes:
         _count_values(data, limits)
+    if not text_checked:
+        _check_text(data, limits)
 
 
 def _count_values(data: dict[str, Any], limits: IngestLimits) -> None:
@@ -346,6 +432,45 @@ def _count_values(data: dict[str, Any], limits: IngestLimits) -> None:
             stack.extend((item, depth + 1) for item in value.values())
         elif isinstance(value, list):
             stack.extend((item, depth + 1) for item in value)
+
+
+# What a JSON body needs to carry a character XML cannot: an escape (raw control
+# characters are not JSON, orjson refuses them), or U+FFFE / U+FFFF written as UTF-8.
+_MAYBE_BAD_JSON = re.compile(rb"\\[ubf]|\xef\xbf[\xbe\xbf]")
+
+
+def _may_hold_bad_text(body: bytes) -> bool:
+    if b"\\" not in body and b"\xef\xbf" not in body:  # the common case, found fast
+        return False
+    return _MAYBE_BAD_JSON.search(body) is not None
+
+
+def _check_text(data: dict[str, Any], limits: IngestLimits) -> None:
+    """Find text XML 1.0 cannot carry (NUL, other C0 controls, U+FFFE/F) in keys and
+    values, and name where (depth and count are bounded before this runs)."""
+    bad: list[FieldError] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack and len(bad) < limits.errors:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            found = _NOT_XML_CHAR.search(value)
+            if found:
+                bad.append(FieldError(clip(loc, 200) or "alert", _bad_char(found.group())))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{loc}.{key}" if loc else str(key)
+                found = _NOT_XML_CHAR.search(key)
+                if found:
+                    bad.append(FieldError(clip(where, 200), "key " + _bad_char(found.group())))
+                stack.append((item, where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{loc}[{i}]") for i, item in enumerate(value))
+    if bad:
+        raise _invalid(bad, limits)
+
+
+def _bad_char(char: str) -> str:
+    return f"contains U+{ord(char):04X}, a character CAP (XML 1.0) text cannot carry"
 
 
 def _over(over: Sequence[tuple[str, str, int | str, int]]) -> Unprocessable:

@@ -13,6 +13,7 @@ event loop keeps answering everyone else meanwhile.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -30,12 +31,14 @@ from gateway.models import (
     Alert,
     AlertRecord,
     AlertState,
+    Area,
     Info,
     Level,
     MsgType,
     Severity,
     Status,
     clip,
+    format_cap_time,
     parse_circle,
     parse_polygon,
 )
@@ -127,6 +130,9 @@ class Prepared:
     refs: list[str]
     notes: list[CapNote]
     format: str
+    # True when the alert's own areas reach no known unit (an Update that only its
+    # references' recipients would hear of).
+    needs_known_reference: bool
 
 
 class Ingestor:
@@ -175,7 +181,9 @@ class Ingestor:
             "at": int(received.timestamp() * 1000),
         }
         assert self.store is not None, "an Ingestor without a store can only check"
-        outcome = await self.store.accept(record, prepared.refs, audit)
+        outcome = await self.store.accept(
+            record, prepared.refs, audit, needs_known_reference=prepared.needs_known_reference
+        )
         return self._answer(record, outcome, prepared.notes)
 
     def prepare(
@@ -186,19 +194,26 @@ class Ingestor:
         decoded = decode(body, content_type, limits)
         alert = to_alert(decoded.data, limits)
         checked = self.check(alert, received)
-        self._authorize(agency, alert, checked)
+        reaches = self._authorize(agency, alert, checked)
+        if not reaches and alert.msgType is MsgType.ALERT:
+            raise _unknown_area()
         return Prepared(
             self._record(agency, alert, checked, received),
             [alert_id(r.sender, r.identifier) for r in alert.references],
             decoded.notes,
             decoded.format,
+            needs_known_reference=not reaches and alert.msgType is MsgType.UPDATE,
         )
 
     # -- checks ----------------------------------------------------------------------
 
     def check(self, alert: Alert, received: datetime, *, expiry: bool = True) -> Checked:
-        """The gateway's acceptance rules beyond CAP: raise `Unprocessable` naming fields."""
+        """The gateway's acceptance rules beyond CAP: raise `Unprocessable` naming fields.
+
+        `expiry=False` (`warngate validate` of files) leaves out the rules that depend on
+        the present: expiry and how far `sent` may lie from the gateway's clock."""
         errors: list[FieldError] = []
+        errors += self._times(alert, received if expiry else None)
         if alert.status not in DISSEMINATED_STATUSES:
             errors.append(
                 FieldError("status", f"{alert.status.value} messages are not disseminated")
@@ -241,6 +256,7 @@ class Ingestor:
                 else:
                     levels.append(level)
             for j, area in enumerate(info.area):
+                errors += self._circles(area, f"info[{i}].area[{j}]")
                 usable = bool(area.polygon or area.circle)
                 for k, g in enumerate(area.geocode):
                     if g.valueName.casefold() not in self._geocode_names:
@@ -290,7 +306,38 @@ class Ingestor:
             )
         return Checked(min(levels, key=lambda lv: lv.rank), hazards)
 
-    def _authorize(self, agency: Agency, alert: Alert, checked: Checked) -> None:
+    def _times(self, alert: Alert, now: datetime | None) -> list[FieldError]:
+        """`sent` at most `ingest.max_future_s` ahead of the gateway's clock (when `now`
+        is given). Times outside 1970–2999 never get here: the CAP model refuses them."""
+        ahead = self.config.settings.ingest.max_future_s
+        if now is not None and alert.sent > now + timedelta(seconds=ahead):
+            return [
+                FieldError(
+                    "sent",
+                    f"{format_cap_time(alert.sent)} is more than {ahead} s ahead of the"
+                    " gateway's clock (ingest.max_future_s)",
+                )
+            ]
+        return []
+
+    def _circles(self, area: Area, loc: str) -> list[FieldError]:
+        limit = self.config.settings.ingest.max_circle_km
+        errors = []
+        for k, text in enumerate(area.circle):
+            radius = parse_circle(text)[2]
+            if radius > limit:
+                errors.append(
+                    FieldError(
+                        f"{loc}.circle[{k}]",
+                        f"radius {radius:g} km is over the gateway's limit of {limit:g} km"
+                        " (ingest.max_circle_km); a circle is refused, never clipped",
+                    )
+                )
+        return errors
+
+    def _authorize(self, agency: Agency, alert: Alert, checked: Checked) -> bool:
+        """Refuse what the agency may not post; True when the alert's areas reach at
+        least one known unit of its jurisdiction (or the directory has no units)."""
         if alert.sender not in agency.senders:
             raise Forbidden(
                 f"sender {alert.sender!r} is not one of agency {agency.id}'s senders",
@@ -319,6 +366,7 @@ class Ingestor:
             )
         outside: list[str] = []
         errors: list[FieldError] = []
+        reaches = not self.config.directory.units  # no directory: planning reports it
         for i, info in enumerate(alert.info):
             for j, (area, found) in enumerate(
                 zip(info.area, area_codes(info, self._geocode_names), strict=True)
@@ -331,13 +379,21 @@ class Ingestor:
                                 f"info[{i}].area[{j}]", f"{code} is outside the jurisdiction"
                             )
                         )
-                if not found and not self._shape_touches(agency, area.polygon, area.circle):
-                    errors.append(
-                        FieldError(
-                            f"info[{i}].area[{j}]",
-                            "polygon/circle does not touch any unit of the jurisdiction",
+                    elif not reaches:
+                        reaches = self._known(code)
+                if not found:
+                    touched = self._shape_touches(agency, area.polygon, area.circle)
+                    reaches = reaches or touched
+                    if not touched:
+                        errors.append(
+                            FieldError(
+                                f"info[{i}].area[{j}]",
+                                "polygon/circle does not touch any unit of the jurisdiction",
+                            )
                         )
-                    )
+                elif not reaches and (area.polygon or area.circle):
+                    # The planner targets the union of geocodes and shapes.
+                    reaches = self._shape_touches(agency, area.polygon, area.circle)
         if errors:
             codes_out = list(dict.fromkeys(outside))
             limit = self.config.settings.ingest.limits.errors
@@ -349,6 +405,19 @@ class Ingestor:
                 errors=shown,
                 extra={"codes": codes_out[:limit], "jurisdiction": agency.jurisdiction, **extra},
             )
+        return reaches
+
+    def _known(self, code: str) -> bool:
+        """Whether a division code selects at least one unit of the directory (the
+        planner's rule: a village or grid its village, a higher code every unit under
+        it), by bisection in the sorted unit list."""
+        directory = self.config.directory
+        if codes.tier(code) >= codes.Tier.VILLAGE:
+            return directory.unit_of(code) is not None
+        prefix = codes.significant(code)
+        units = directory.units
+        at = bisect.bisect_left(units, prefix)
+        return at < len(units) and units[at].startswith(prefix)
 
     def _shape_touches(self, agency: Agency, polygons: list[str], circles: list[str]) -> bool:
         directory = self.config.directory
@@ -394,6 +463,8 @@ class Ingestor:
                 title="Nothing to cancel",
                 extra={"unknown_references": outcome.unknown_refs},
             )
+        if outcome.kind == "unknown-area":
+            raise _unknown_area(outcome.unknown_refs)
         if outcome.kind == "status-mismatch":
             raise _status_mismatch(record.alert, outcome.mismatched)
         body: dict[str, Any] = {
@@ -418,6 +489,21 @@ class Ingestor:
             if len(notes) > limit:
                 body["warnings_omitted"] = len(notes) - limit
         return Accepted(202 if outcome.kind == "new" else 200, body, record, outcome)
+
+
+def _unknown_area(unknown_refs: list[str] | None = None) -> Unprocessable:
+    extra: dict[str, Any] = {}
+    if unknown_refs is not None:
+        extra["unknown_references"] = unknown_refs
+    return Unprocessable(
+        "none of the alert's areas is a village or community this gateway knows (its"
+        " geocodes select no unit of the directory, its shapes touch none), so nobody would"
+        " be warned; check the codes, or warn by another way while the directory lacks them",
+        code="unknown-area",
+        title="Alert would reach nobody",
+        errors=[FieldError("info.area", "selects no unit of the directory")],
+        extra=extra,
+    )
 
 
 def _status_mismatch(alert: Alert, mismatched: list[tuple[str, str]]) -> Unprocessable:

@@ -86,6 +86,11 @@ class IngestSettings(_Section):
     # Bodies larger than this are parsed and validated in a worker thread, so that the
     # event loop keeps answering other requests meanwhile.
     thread_above_bytes: int = Field(default=32 * 1024, ge=0)
+    # A circle larger than this is refused, never clipped: a radius typed in metres
+    # instead of kilometres must not warn a whole region.
+    max_circle_km: float = Field(default=500.0, gt=0, le=20_000)
+    # `sent` may be at most this far ahead of the gateway's clock (clock skew).
+    max_future_s: int = Field(default=24 * 3600, ge=0)
     # Alerts whose info blocks carry no `expires` stay live this long.
     default_lifetime_s: int = Field(default=24 * 3600, ge=60)
     # CAP geocode valueNames read as Chinese division codes (case-insensitive).

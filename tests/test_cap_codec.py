@@ -9,7 +9,7 @@ import pytest
 from gateway.cap import CAP_NS, check_limits, decode, decode_xml, encode_xml, to_alert
 from gateway.cli import main
 from gateway.errors import BadRequest, Unprocessable
-from gateway.models import Alert
+from gateway.models import Alert, parse_circle
 from gateway.settings import IngestLimits
 from tests import alerts as A
 from tests.conftest import ROOT, SAMPLE_CONFIG
@@ -57,10 +57,22 @@ def test_z_time_and_foreign_elements_are_schema_notes() -> None:
     to_alert(data)  # still a valid alert
 
 
-def test_repeated_single_element_is_a_note() -> None:
-    xml = A.to_xml(A.alert()).replace(b"<scope>Public</scope>", b"<scope>Public</scope>" * 2)
-    _, notes = decode_xml(xml)
-    assert any("only once" in n.msg for n in notes)
+def test_repeated_single_element_is_an_error() -> None:
+    # Two <identifier>s: the last one won, silently. Which one the sender meant, nobody
+    # knows, so the alert is refused, naming the element.
+    data = A.alert()
+    xml = A.to_xml(data).replace(
+        b"<identifier>", b"<identifier>OTHER-ID</identifier><identifier>", 1
+    )
+    with pytest.raises(Unprocessable) as info:
+        decode_xml(xml)
+    assert info.value.code == "invalid-cap"
+    assert [e.loc for e in info.value.errors] == ["identifier"]
+    assert "only once" in info.value.errors[0].msg
+    xml = A.to_xml(data).replace(b"<scope>Public</scope>", b"<scope>Public</scope>" * 2)
+    with pytest.raises(Unprocessable) as info:
+        decode_xml(xml)
+    assert [e.loc for e in info.value.errors] == ["scope"]
 
 
 def test_hostile_xml_raises_bad_request() -> None:
@@ -107,6 +119,31 @@ def test_validate_cli_reports_ok_problems_and_gateway_rules(
 
     assert main(["validate", "--config", str(SAMPLE_CONFIG), str(unknown)]) == 1
     assert "unknown hazard" in capsys.readouterr().out
+
+
+CAP12 = sorted((ROOT / "tests/data/cap12").glob("*.xml"))
+
+
+@pytest.mark.parametrize("path", CAP12, ids=[p.stem for p in CAP12])
+def test_examples_after_the_cap12_appendix_are_valid(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, notes = decode_xml(path.read_bytes())
+    assert notes == []
+    to_alert(data)
+    assert main(["validate", str(path)]) == 0
+    assert f"{path}: OK" in capsys.readouterr().out
+
+
+def test_a_circle_of_radius_zero_is_a_point() -> None:
+    # Example A.3's epicentre: refused before as "radius must be positive".
+    data, _ = decode_xml((ROOT / "tests/data/cap12/a3_earthquake_update.xml").read_bytes())
+    alert = to_alert(data)
+    assert alert.info[0].area[0].circle == ["32.9525,-115.5527 0"]
+    assert parse_circle(alert.info[0].area[0].circle[0]) == (32.9525, -115.5527, 0.0)
+    for text in ("32.9525,-115.5527 -1", "32.9525,-115.5527 20038", "1,2 nan", "1,2 ５"):
+        with pytest.raises(ValueError, match="circle radius"):
+            parse_circle(text)
 
 
 def test_limits_are_counted_before_validation() -> None:

@@ -53,10 +53,12 @@ class AcceptOutcome:
     `kind`: `new` (stored and queued), `same` (identical alert already stored),
     `conflict` (same sender+identifier, different content), `nothing` (a Cancel whose
     references are all unknown; nothing stored), `status-mismatch` (a reference to an
-    alert of another status: `mismatched` lists (id, status); nothing stored).
+    alert of another status: `mismatched` lists (id, status); nothing stored),
+    `unknown-area` (an Update that targets no known unit and whose references are all
+    unknown, so it would reach nobody; nothing stored).
     """
 
-    kind: Literal["new", "same", "conflict", "nothing", "status-mismatch"]
+    kind: Literal["new", "same", "conflict", "nothing", "status-mismatch", "unknown-area"]
     id: str
     known_refs: list[str] = field(default_factory=list)
     unknown_refs: list[str] = field(default_factory=list)
@@ -66,7 +68,7 @@ class AcceptOutcome:
 _ACCEPT = """
 -- KEYS: alert, alerts, live, queue, events, audit, ref alert keys...
 -- ARGV: id, hash, record, received_ms, expires_ms, msgType, state, events_maxlen,
---       audit JSON, status, ref ids...
+--       audit JSON, status, needs a known reference ('1'/'0'), ref ids...
 local existing = redis.call('HGET', KEYS[1], 'hash')
 if existing then
   if existing == ARGV[2] then return {'same'} end
@@ -77,7 +79,7 @@ local id, msgtype, now, status = ARGV[1], ARGV[6], ARGV[4], ARGV[10]
 local function arr(t) if #t == 0 then return '[]' end return cjson.encode(t) end
 local known, unknown, mismatched = {}, {}, {}
 for i = 7, #KEYS do
-  local ref = ARGV[i + 4]
+  local ref = ARGV[i + 5]
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local theirs = redis.call('HGET', KEYS[i], 'status')
     if not theirs then
@@ -96,13 +98,16 @@ if #mismatched > 0 then return {'status-mismatch', cjson.encode(mismatched)} end
 if msgtype == 'Cancel' and #known == 0 then
   return {'nothing', arr(unknown)}
 end
+if ARGV[11] == '1' and #known == 0 then
+  return {'unknown-area', arr(unknown)}
+end
 local function event(kind, target)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
              'event', kind, 'id', target, 'by', id, 'at', now)
   redis.call('XADD', KEYS[6], '*', 'event', kind, 'id', target, 'by', id, 'at', now)
 end
 for i = 7, #KEYS do
-  local ref = ARGV[i + 4]
+  local ref = ARGV[i + 5]
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local state = redis.call('HGET', KEYS[i], 'state')
     if msgtype == 'Cancel' then
@@ -167,9 +172,18 @@ class AlertStore(StoreBase):
         return bool(await self.redis.ping())
 
     async def accept(
-        self, record: AlertRecord, refs: Sequence[str], audit: dict[str, Any]
+        self,
+        record: AlertRecord,
+        refs: Sequence[str],
+        audit: dict[str, Any],
+        *,
+        needs_known_reference: bool = False,
     ) -> AcceptOutcome:
-        """Store a new alert, link it to the alerts it references and queue it, atomically."""
+        """Store a new alert, link it to the alerts it references and queue it, atomically.
+
+        `needs_known_reference`: the alert targets no unit itself (an Update whose areas
+        the directory does not know), so it is refused unless one of its references is
+        stored (their recipients hear of it)."""
         lane = "hi" if record.level.high_priority else "lo"
         initial = AlertState.CANCELLED if record.alert.msgType.value == "Cancel" else record.state
         keys = [
@@ -193,6 +207,7 @@ class AlertStore(StoreBase):
             EVENTS_MAXLEN,
             orjson.dumps(audit).decode(),
             record.alert.status.value,
+            "1" if needs_known_reference else "0",
             *refs,
         ]
         try:
@@ -205,8 +220,8 @@ class AlertStore(StoreBase):
         kind = result[0]
         if kind == "new":
             return AcceptOutcome("new", record.id, orjson.loads(result[1]), orjson.loads(result[2]))
-        if kind == "nothing":
-            return AcceptOutcome("nothing", record.id, [], orjson.loads(result[1]))
+        if kind in ("nothing", "unknown-area"):
+            return AcceptOutcome(kind, record.id, [], orjson.loads(result[1]))
         if kind == "status-mismatch":
             pairs = [(str(ref), str(status)) for ref, status in orjson.loads(result[1])]
             return AcceptOutcome(kind, record.id, mismatched=pairs)
