@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 import secrets
 from collections.abc import Iterable
 
@@ -21,6 +22,9 @@ from gateway.models import Status
 __all__ = ["Agency", "Operator", "Principal", "Registry", "hash_key", "new_key"]
 
 _HASH_PREFIX = "sha256:"
+# RFC 6750's b64token: what a bearer key may be made of. Anything else (a non-ASCII
+# byte, a control character, a space inside) is refused before it is hashed.
+_BEARER_KEY = re.compile(r"[A-Za-z0-9._~+/-]{1,512}=*")
 
 
 def hash_key(key: str) -> str:
@@ -103,9 +107,13 @@ class Registry:
         if not authorization:
             raise Unauthorized("send 'Authorization: Bearer <key>'", code="missing-key")
         scheme, _, key = authorization.partition(" ")
-        key = key.strip()
-        if scheme.lower() != "bearer" or not key:
-            raise Unauthorized("the Authorization header must be 'Bearer <key>'", code="bad-key")
+        key = key.strip(" \t")
+        if scheme.lower() != "bearer" or not _BEARER_KEY.fullmatch(key):
+            raise Unauthorized(
+                "the Authorization header must be 'Bearer <key>', the key made of ASCII"
+                " letters, digits and -._~+/ (at most 512)",
+                code="bad-key",
+            )
         digest = hash_key(key)
         found = self._by_hash.get(digest)
         # Compare again in constant time so a lookup hit and miss cost alike.

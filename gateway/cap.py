@@ -7,14 +7,20 @@ problems with their location. Problems that do not change the meaning of an aler
 (element order, `Z` instead of `-00:00`, foreign elements outside the place the schema
 allows them) are *schema notes*: `warngate validate` treats them as errors, ingest
 accepts the alert and lists them in its answer, because a live warning must not be
-refused over the order of two elements.
+refused over the order of two elements. Problems that do change it (an element CAP
+allows once given twice, a JSON key repeated: which one would win?) are errors.
+
+Every body is bounded before it is validated (`check_limits`, the `ingest.limits`
+settings): counting the parts of a parsed body is cheap, validating a million empty
+`info` blocks is not, and neither is an answer listing their six million errors.
 """
 
 from __future__ import annotations
 
+import json
 import re
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +30,16 @@ import orjson
 from pydantic import ValidationError
 
 from gateway.errors import BadRequest, FieldError, Unprocessable, UnsupportedMediaType
-from gateway.models import Alert
+from gateway.models import Alert, clip
+from gateway.settings import IngestLimits
 
 __all__ = [
     "CAP_NS",
     "DSIG_NS",
     "CapNote",
     "Decoded",
+    "capped",
+    "check_limits",
     "decode",
     "decode_json",
     "decode_xml",
@@ -43,6 +52,20 @@ CAP_NS = "urn:oasis:names:tc:emergency:cap:1.2"
 DSIG_NS = "http://www.w3.org/2000/09/xmldsig#"
 XML_TYPES = frozenset({"application/cap+xml", "application/xml", "text/xml"})
 JSON_TYPES = frozenset({"application/json", "application/cap+json"})
+# The encodings expat reads itself. Any other name would go to Python's codecs, which
+# expat can use for single-byte encodings only: GBK and GB2312 fail inside the parser.
+XML_ENCODINGS = frozenset({"utf-8", "utf-16", "us-ascii", "iso-8859-1"})
+JSON_CHARSETS = frozenset({"utf-8", "us-ascii"})
+_XML_ENCODING = re.compile(
+    rb"^(?:\xef\xbb\xbf)?<\?xml[ \t\r\n][^>]{0,200}?encoding[ \t\r\n]*=[ \t\r\n]*"
+    rb"[\"']([^\"'>]{0,60})[\"']"
+)
+# Characters XML 1.0 cannot carry (NUL and other C0 controls, lone surrogates, U+FFFE/F).
+# A JSON alert is the XML alert with other punctuation, so they are refused there too.
+_NOT_XML_CHAR = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+# The CAP structure is five levels deep. Deeper nesting in a large body is refused
+# before validation; in a small one it is cheap, and the CAP rules refuse it.
+MAX_DEPTH = 16
 
 # Element order per the CAP 1.2 schema; names in REPEATED may occur more than once.
 _SEQUENCES: dict[str, tuple[str, ...]] = {
@@ -121,34 +144,98 @@ def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
-def decode(body: bytes, content_type: str | None) -> Decoded:
-    """Read a request body as CAP XML or JSON by its media type; raise on unreadable input."""
+def charset(content_type: str | None) -> str | None:
+    """The `charset` parameter of a Content-Type, lower-cased, if there is one."""
+    for param in (content_type or "").split(";")[1:]:
+        name, _, value = param.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"').lower()
+    return None
+
+
+def decode(body: bytes, content_type: str | None, limits: IngestLimits | None = None) -> Decoded:
+    """Read a request body as CAP XML or JSON by its media type, within `limits`; raise
+    on unreadable, hostile or oversized input."""
+    limits = limits or IngestLimits()
     kind = media_type(content_type)
+    declared = charset(content_type)
     if kind in XML_TYPES:
-        data, notes = decode_xml(body)
+        if declared is not None and declared not in XML_ENCODINGS:
+            raise _unsupported_encoding(declared, XML_ENCODINGS)
+        data, notes = decode_xml(body, limits)
+        # expat refused characters XML cannot carry; its elements were counted.
+        check_limits(data, limits, body_size=0, text_checked=True)
         return Decoded(data, notes, "xml")
     if kind in JSON_TYPES:
-        return Decoded(decode_json(body), [], "json")
+        if declared is not None and declared not in JSON_CHARSETS:
+            raise _unsupported_encoding(declared, JSON_CHARSETS)
+        return Decoded(decode_json(body, limits), [], "json")
     raise UnsupportedMediaType(
-        f"content type {kind or '(none)'!r} is not accepted; send one of "
+        f"content type {clip(kind) or '(none)'!r} is not accepted; send one of "
         + ", ".join(sorted(XML_TYPES | JSON_TYPES)),
         extra={"accepted": sorted(XML_TYPES | JSON_TYPES)},
     )
 
 
-def decode_json(body: bytes) -> dict[str, Any]:
+def _unsupported_encoding(name: str, accepted: Iterable[str]) -> UnsupportedMediaType:
+    return UnsupportedMediaType(
+        f"character encoding {clip(name)!r} is not accepted; send UTF-8"
+        f" (accepted: {', '.join(sorted(accepted))})",
+        code="unsupported-encoding",
+        extra={"accepted_encodings": sorted(accepted)},
+    )
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out = dict(pairs)
+    if len(out) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise _DuplicateKey(key)
+            seen.add(key)
+    return out
+
+
+def decode_json(body: bytes, limits: IngestLimits | None = None) -> dict[str, Any]:
+    limits = limits or IngestLimits()
     try:
         data = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
-        raise BadRequest(f"body is not valid UTF-8 JSON: {exc}", code="malformed-json") from None
+        raise BadRequest(
+            f"body is not valid UTF-8 JSON: {clip(str(exc), 120)}", code="malformed-json"
+        ) from None
     if isinstance(data, dict) and set(data) == {"alert"} and isinstance(data["alert"], dict):
         data = data["alert"]
     if not isinstance(data, dict):
         raise BadRequest("JSON body must be an object holding one CAP alert", code="malformed-json")
+    check_limits(data, limits, body_size=len(body), text_checked=not _may_hold_bad_text(body))
+    # orjson keeps the last of two equal keys without a word; a second, slower parse
+    # only of bodies that passed the limits finds them ("identifier" twice: which one?).
+    try:
+        json.loads(body, object_pairs_hook=_unique_keys)
+    except RecursionError:  # a small body nested past Python's recursion limit
+        raise _over([("depth", "alert", f"more than {MAX_DEPTH}", MAX_DEPTH)]) from None
+    except _DuplicateKey as exc:
+        key = clip(str(exc.args[0]))
+        raise _invalid(
+            [FieldError(key or "alert", f"key {key!r} occurs more than once in one object")],
+            limits,
+        ) from None
     return data
 
 
-def decode_xml(body: bytes) -> tuple[dict[str, Any], list[CapNote]]:
+def decode_xml(
+    body: bytes, limits: IngestLimits | None = None
+) -> tuple[dict[str, Any], list[CapNote]]:
+    limits = limits or IngestLimits()
+    found = _XML_ENCODING.match(body[:300])
+    if found and found.group(1).decode("latin-1").lower() not in XML_ENCODINGS:
+        raise _unsupported_encoding(found.group(1).decode("latin-1"), XML_ENCODINGS)
     try:
         root = DET.fromstring(body, forbid_dtd=True, forbid_entities=True, forbid_external=True)
     except defusedxml.DTDForbidden:
@@ -163,24 +250,36 @@ def decode_xml(body: bytes) -> tuple[dict[str, Any], list[CapNote]]:
         raise BadRequest(f"XML refused: {exc}", code="hostile-xml") from None
     except ET.ParseError as exc:
         raise BadRequest(f"body is not well-formed XML: {exc}", code="malformed-xml") from None
+    except (ValueError, LookupError) as exc:
+        # An encoding expat cannot use ("multi-byte encodings are not supported").
+        raise UnsupportedMediaType(
+            f"the XML's character encoding cannot be read ({clip(str(exc), 80)}); send UTF-8",
+            code="unsupported-encoding",
+            extra={"accepted_encodings": sorted(XML_ENCODINGS)},
+        ) from None
     ns, name = _split(root.tag)
     if name != "alert":
         raise Unprocessable(
-            f"root element is {root.tag!r}, expected a CAP 1.2 <alert>",
+            f"root element is {clip(root.tag)!r}, expected a CAP 1.2 <alert>",
             code="not-cap",
             title="Invalid alert",
             errors=[FieldError("alert", "root element must be <alert>")],
         )
     if ns != CAP_NS:
         raise Unprocessable(
-            f"namespace {ns or '(none)'!r} is not CAP 1.2 ({CAP_NS})",
+            f"namespace {clip(ns) or '(none)'!r} is not CAP 1.2 ({CAP_NS})",
             code="not-cap",
             title="Invalid alert",
             errors=[FieldError("alert", f"namespace must be {CAP_NS}")],
         )
+    for elements, _ in enumerate(root.iter(), 1):
+        if elements > limits.nodes:
+            raise _over([("nodes", "alert", f"more than {limits.nodes}", limits.nodes)])
     notes: list[CapNote] = []
-    data = _element(root, "alert", "alert", notes)
-    assert isinstance(data, dict)
+    errors: list[FieldError] = []
+    data = _element(root, "alert", "alert", notes, errors)
+    if errors:
+        raise _invalid(errors, limits)
     return data, notes
 
 
@@ -191,7 +290,9 @@ def _split(tag: str) -> tuple[str, str]:
     return "", tag
 
 
-def _element(elem: ET.Element, kind: str, loc: str, notes: list[CapNote]) -> dict[str, Any]:
+def _element(
+    elem: ET.Element, kind: str, loc: str, notes: list[CapNote], errors: list[FieldError]
+) -> dict[str, Any]:
     order = _SEQUENCES[kind]
     out: dict[str, Any] = {}
     last = -1
@@ -220,8 +321,12 @@ def _element(elem: ET.Element, kind: str, loc: str, notes: list[CapNote]) -> dic
             notes.append(CapNote(where, f"<{name}> is out of the order CAP 1.2 prescribes"))
         last = max(last, pos)
         if idx and name not in _REPEATED:
-            notes.append(CapNote(where, f"<{name}> may occur only once"))
-        value: Any = _element(child, name, where, notes) if name in _SEQUENCES else _text(child)
+            # Two <identifier>s (or <sent>s, <status>es …): which one is meant? Refused.
+            errors.append(FieldError(where.removeprefix("alert."), f"<{name}> may occur only once"))
+            continue
+        value: Any = (
+            _element(child, name, where, notes, errors) if name in _SEQUENCES else _text(child)
+        )
         if name in _TIME_ELEMENTS and isinstance(value, str) and not _CAP_TIME.match(value):
             notes.append(
                 CapNote(where, "CAP 1.2 writes times as YYYY-MM-DDThh:mm:ss±hh:mm (UTC: -00:00)")
@@ -235,6 +340,176 @@ def _element(elem: ET.Element, kind: str, loc: str, notes: list[CapNote]) -> dic
 
 def _text(elem: ET.Element) -> str:
     return (elem.text or "").strip()
+
+
+# -- limits ----------------------------------------------------------------------------
+
+
+def _many(value: Any) -> list[Any]:
+    """A CAP element that may repeat, as JSON gives it: a list, one value, or nothing."""
+    if value is None:
+        return []
+    return value if isinstance(value, list) else [value]
+
+
+def _dicts(value: Any) -> Iterable[dict[str, Any]]:
+    return (v for v in _many(value) if isinstance(v, dict))
+
+
+def check_limits(
+    data: dict[str, Any],
+    limits: IngestLimits,
+    *,
+    body_size: int | None = None,
+    text_checked: bool = False,
+) -> None:
+    """Refuse a decoded alert over `limits`, or with text XML cannot carry, before any
+    validation: list lengths are read in O(1), then at most two bounded walks.
+
+    `body_size`: a body of at most `limits.nodes` bytes cannot hold more values, so it
+    is not counted. `text_checked`: the parser already refused characters XML cannot
+    carry (expat does), or the body cannot hold any (see `_may_hold_bad_text`)."""
+    over: list[tuple[str, str, int | str, int]] = []
+
+    def count(name: str, loc: str, found: int) -> bool:
+        allowed: int = getattr(limits, name)
+        if found > allowed:
+            over.append((name, loc, found, allowed))
+            return False
+        return True
+
+    infos = _many(data.get("info"))
+    refs = data.get("references")
+    count(
+        "references", "references", len(refs.split()) if isinstance(refs, str) else len(_many(refs))
+    )
+    count("values", "code", len(_many(data.get("code"))))
+    totals = dict.fromkeys(
+        ("areas", "polygons", "points", "circles", "geocodes", "parameters", "event_codes",
+         "resources"),
+        0,
+    )  # fmt: skip
+    if count("info", "info", len(infos)):
+        for i, info in enumerate(v for v in infos if isinstance(v, dict)):
+            for key in ("category", "responseType"):
+                count("values", f"info[{i}].{key}", len(_many(info.get(key))))
+            totals["parameters"] += len(_many(info.get("parameter")))
+            totals["event_codes"] += len(_many(info.get("eventCode")))
+            totals["resources"] += len(_many(info.get("resource")))
+            areas = _many(info.get("area"))
+            totals["areas"] += len(areas)
+            if totals["areas"] > limits.areas:
+                break
+            for area in _dicts(areas):
+                polygons = _many(area.get("polygon"))
+                totals["polygons"] += len(polygons)
+                totals["circles"] += len(_many(area.get("circle")))
+                totals["geocodes"] += len(_many(area.get("geocode")))
+                if totals["polygons"] <= limits.polygons:
+                    totals["points"] += sum(p.count(",") for p in polygons if isinstance(p, str))
+    for name, found in totals.items():
+        count(name, "info", found)
+    if over:
+        raise _over(over)
+    if body_size is None or body_size > limits.nodes:
+        _count_values(data, limits)
+    if not text_checked:
+        _check_text(data, limits)
+
+
+def _count_values(data: dict[str, Any], limits: IngestLimits) -> None:
+    """Stop past `limits.nodes` values or `MAX_DEPTH` levels, whatever the shape."""
+    budget = limits.nodes
+    stack: list[tuple[Any, int]] = [(data, 0)]
+    while stack:
+        value, depth = stack.pop()
+        budget -= 1
+        if budget < 0:
+            raise _over([("nodes", "alert", f"more than {limits.nodes}", limits.nodes)])
+        if depth > MAX_DEPTH:
+            raise _over([("depth", "alert", f"more than {MAX_DEPTH}", MAX_DEPTH)])
+        if isinstance(value, dict):
+            stack.extend((item, depth + 1) for item in value.values())
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1) for item in value)
+
+
+# What a JSON body needs to carry a character XML cannot: an escape (raw control
+# characters are not JSON, orjson refuses them), or U+FFFE / U+FFFF written as UTF-8.
+_MAYBE_BAD_JSON = re.compile(rb"\\[ubf]|\xef\xbf[\xbe\xbf]")
+
+
+def _may_hold_bad_text(body: bytes) -> bool:
+    if b"\\" not in body and b"\xef\xbf" not in body:  # the common case, found fast
+        return False
+    return _MAYBE_BAD_JSON.search(body) is not None
+
+
+def _check_text(data: dict[str, Any], limits: IngestLimits) -> None:
+    """Find text XML 1.0 cannot carry (NUL, other C0 controls, U+FFFE/F) in keys and
+    values, and name where (depth and count are bounded before this runs)."""
+    bad: list[FieldError] = []
+    stack: list[tuple[Any, str]] = [(data, "")]
+    while stack and len(bad) < limits.errors:
+        value, loc = stack.pop()
+        if isinstance(value, str):
+            found = _NOT_XML_CHAR.search(value)
+            if found:
+                bad.append(FieldError(clip(loc, 200) or "alert", _bad_char(found.group())))
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                where = f"{loc}.{key}" if loc else str(key)
+                found = _NOT_XML_CHAR.search(key)
+                if found:
+                    bad.append(FieldError(clip(where, 200), "key " + _bad_char(found.group())))
+                stack.append((item, where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{loc}[{i}]") for i, item in enumerate(value))
+    if bad:
+        raise _invalid(bad, limits)
+
+
+def _bad_char(char: str) -> str:
+    return f"contains U+{ord(char):04X}, a character CAP (XML 1.0) text cannot carry"
+
+
+def _over(over: Sequence[tuple[str, str, int | str, int]]) -> Unprocessable:
+    limits = [
+        {"limit": n, "loc": loc, "found": found, "max": allowed} for n, loc, found, allowed in over
+    ]
+    return Unprocessable(
+        "alert over the gateway's limits: "
+        + "; ".join(f"{n}: {found} (at most {allowed})" for n, _, found, allowed in over),
+        code="over-limit",
+        title="Alert too large",
+        errors=[
+            FieldError(loc, f"{n}: {found}, at most {allowed}") for n, loc, found, allowed in over
+        ],
+        extra={"limits": limits},
+    )
+
+
+def capped(errors: Sequence[FieldError], limit: int) -> tuple[list[FieldError], dict[str, int]]:
+    """The first `limit` errors, each clipped, and the count of the others."""
+    shown = [FieldError(clip(e.loc, 200), clip(e.msg, 300)) for e in errors[:limit]]
+    rest = len(errors) - len(shown)
+    return shown, ({"errors_omitted": rest} if rest else {})
+
+
+def _invalid(errors: Sequence[FieldError], limits: IngestLimits) -> Unprocessable:
+    shown, extra = capped(errors, limits.errors)
+    summary = "; ".join(f"{e.loc}: {e.msg}" for e in shown[:3])
+    more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
+    return Unprocessable(
+        f"not a valid CAP 1.2 alert: {summary}{more}",
+        code="invalid-cap",
+        errors=shown,
+        title="Invalid alert",
+        extra=extra,
+    )
+
+
+# -- validation ------------------------------------------------------------------------
 
 
 def field_errors(exc: ValidationError) -> list[FieldError]:
@@ -254,20 +529,13 @@ def field_errors(exc: ValidationError) -> list[FieldError]:
     return out
 
 
-def to_alert(data: dict[str, Any]) -> Alert:
-    """Validate a decoded alert against the CAP rules; raise `Unprocessable` naming fields."""
+def to_alert(data: dict[str, Any], limits: IngestLimits | None = None) -> Alert:
+    """Validate a decoded alert against the CAP rules; raise `Unprocessable` naming fields
+    (the first `limits.errors` of them)."""
     try:
         return Alert.model_validate(data)
     except ValidationError as exc:
-        errors = field_errors(exc)
-        summary = "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3])
-        more = f" (and {len(errors) - 3} more)" if len(errors) > 3 else ""
-        raise Unprocessable(
-            f"not a valid CAP 1.2 alert: {summary}{more}",
-            code="invalid-cap",
-            errors=errors,
-            title="Invalid alert",
-        ) from None
+        raise _invalid(field_errors(exc), limits or IngestLimits()) from None
 
 
 def encode_xml(alert: Alert) -> bytes:

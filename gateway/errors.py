@@ -9,7 +9,8 @@
     │   ├── Conflict              409  same sender+identifier, other content
     │   ├── PayloadTooLarge       413
     │   ├── UnsupportedMediaType  415
-    │   └── Unprocessable         422  readable but not a valid or acceptable alert
+    │   ├── Unprocessable         422  readable but not a valid or acceptable alert
+    │   └── StoreUnavailable      503  Redis unreachable or too slow; retry (Retry-After)
     ├── ConfigError               a configuration directory with problems (file, key, reason)
     ├── RenderError               a message could not be produced
     │   ├── TemplateMissing       no template in any language of the fallback order
@@ -53,6 +54,7 @@ __all__ = [
     "RenderError",
     "RetryableError",
     "SendError",
+    "StoreUnavailable",
     "TemplateMissing",
     "ThrottledError",
     "Unauthorized",
@@ -177,6 +179,21 @@ class Unprocessable(ProblemError):
     status = 422
     default_code = "invalid"
     title = "Unprocessable content"
+
+
+class StoreUnavailable(ProblemError):
+    """Redis did not answer. Retrying is safe: a post that was stored after all is
+    answered as the idempotent duplicate."""
+
+    status = 503
+    default_code = "store-unavailable"
+    title = "Storage unavailable"
+    retry_after_s = 2
+
+    def __init__(self, detail: str, **kwargs: Any) -> None:
+        kwargs.setdefault("headers", {"Retry-After": str(self.retry_after_s)})
+        kwargs.setdefault("extra", {"retry_after": self.retry_after_s})
+        super().__init__(detail, **kwargs)
 
 
 @dataclass(frozen=True)

@@ -3,10 +3,17 @@
 Authentication comes first (before parsing) so that an anonymous caller learns nothing
 about the body and costs the gateway nothing more than a hash. Nothing is fanned out
 here: the alert is persisted and queued atomically, and the answer names its id.
+
+The work of one request is bounded: the body's size, then its parts (`ingest.limits`)
+before validation, then the number of errors in the answer. Parsing, validation and
+the geometry of bodies over `ingest.thread_above_bytes` run in a worker thread, so the
+event loop keeps answering everyone else meanwhile.
 """
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -16,7 +23,7 @@ import orjson
 
 from gateway import codes
 from gateway.auth import Agency, Principal
-from gateway.cap import decode, to_alert
+from gateway.cap import CapNote, capped, decode, to_alert
 from gateway.config import Config
 from gateway.directory import circle_geometry, polygon_geometry
 from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
@@ -24,11 +31,14 @@ from gateway.models import (
     Alert,
     AlertRecord,
     AlertState,
+    Area,
     Info,
     Level,
     MsgType,
     Severity,
     Status,
+    clip,
+    format_cap_time,
     parse_circle,
     parse_polygon,
 )
@@ -112,11 +122,25 @@ class Checked:
     hazards: list[str]
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """An alert read, checked and authorized: what is left is the store's atomic step."""
+
+    record: AlertRecord
+    refs: list[str]
+    notes: list[CapNote]
+    format: str
+    # True when the alert's own areas reach no known unit (an Update that only its
+    # references' recipients would hear of).
+    needs_known_reference: bool
+
+
 class Ingestor:
     def __init__(self, config: Config, store: Store | None) -> None:
         self.config = config
         self.store = store
         self._geocode_names = {n.casefold() for n in config.settings.ingest.geocode_names}
+        self._large = asyncio.Semaphore(1)
 
     def authenticate(self, authorization: str | None) -> Principal:
         return self.config.registry.authenticate(authorization)
@@ -133,12 +157,15 @@ class Ingestor:
         if not isinstance(principal, Agency):
             raise Forbidden("duty operators may read but not post alerts", code="not-an-agency")
         received = now or datetime.now(UTC)
-        decoded = decode(body, content_type)
-        alert = to_alert(decoded.data)
-        checked = self.check(alert, received)
-        self._authorize(principal, alert, checked)
-        record = self._record(principal, alert, checked, received)
-        refs = [alert_id(r.sender, r.identifier) for r in alert.references]
+        if len(body) > self.config.settings.ingest.thread_above_bytes:
+            # One large body at a time: each thread more takes GIL turns from the loop.
+            async with self._large:
+                prepared = await asyncio.to_thread(
+                    self.prepare, principal, body, content_type, received
+                )
+        else:
+            prepared = self.prepare(principal, body, content_type, received)
+        record, alert = prepared.record, prepared.record.alert
         audit = {
             "event": "posted",
             "id": record.id,
@@ -148,21 +175,45 @@ class Ingestor:
             "sent": alert.sent.isoformat(),
             "msgType": alert.msgType.value,
             "status": alert.status.value,
-            "level": checked.level.value,
-            "format": decoded.format,
+            "level": record.level.value,
+            "format": prepared.format,
             "remote": remote,
             "at": int(received.timestamp() * 1000),
         }
         assert self.store is not None, "an Ingestor without a store can only check"
-        outcome = await self.store.accept(record, refs, audit)
-        notes = [n.as_dict() for n in decoded.notes]
-        return self._answer(record, outcome, notes)
+        outcome = await self.store.accept(
+            record, prepared.refs, audit, needs_known_reference=prepared.needs_known_reference
+        )
+        return self._answer(record, outcome, prepared.notes)
+
+    def prepare(
+        self, agency: Agency, body: bytes, content_type: str | None, received: datetime
+    ) -> Prepared:
+        """Everything before the store, without I/O (so it may run in a thread)."""
+        limits = self.config.settings.ingest.limits
+        decoded = decode(body, content_type, limits)
+        alert = to_alert(decoded.data, limits)
+        checked = self.check(alert, received)
+        reaches = self._authorize(agency, alert, checked)
+        if not reaches and alert.msgType is MsgType.ALERT:
+            raise _unknown_area()
+        return Prepared(
+            self._record(agency, alert, checked, received),
+            [alert_id(r.sender, r.identifier) for r in alert.references],
+            decoded.notes,
+            decoded.format,
+            needs_known_reference=not reaches and alert.msgType is MsgType.UPDATE,
+        )
 
     # -- checks ----------------------------------------------------------------------
 
     def check(self, alert: Alert, received: datetime, *, expiry: bool = True) -> Checked:
-        """The gateway's acceptance rules beyond CAP: raise `Unprocessable` naming fields."""
+        """The gateway's acceptance rules beyond CAP: raise `Unprocessable` naming fields.
+
+        `expiry=False` (`warngate validate` of files) leaves out the rules that depend on
+        the present: expiry and how far `sent` may lie from the gateway's clock."""
         errors: list[FieldError] = []
+        errors += self._times(alert, received if expiry else None)
         if alert.status not in DISSEMINATED_STATUSES:
             errors.append(
                 FieldError("status", f"{alert.status.value} messages are not disseminated")
@@ -184,8 +235,8 @@ class Ingestor:
                 errors.append(
                     FieldError(
                         f"info[{i}].event",
-                        f"unknown hazard {info.event!r}; name one of [{known}] in an eventCode"
-                        " 'hazard' or in the event text",
+                        f"unknown hazard {clip(info.event)!r}; name one of [{known}] in an"
+                        " eventCode 'hazard' or in the event text",
                     )
                 )
             elif hazard not in hazards:
@@ -205,6 +256,7 @@ class Ingestor:
                 else:
                     levels.append(level)
             for j, area in enumerate(info.area):
+                errors += self._circles(area, f"info[{i}].area[{j}]")
                 usable = bool(area.polygon or area.circle)
                 for k, g in enumerate(area.geocode):
                     if g.valueName.casefold() not in self._geocode_names:
@@ -212,8 +264,14 @@ class Ingestor:
                     try:
                         codes.normalize(g.value)
                         usable = True
-                    except ValueError as exc:
-                        errors.append(FieldError(f"info[{i}].area[{j}].geocode[{k}]", str(exc)))
+                    except ValueError:
+                        errors.append(
+                            FieldError(
+                                f"info[{i}].area[{j}].geocode[{k}]",
+                                f"not a division code: {clip(g.value)!r} (expected 6, 9, 12 or"
+                                " 15 digits)",
+                            )
+                        )
                 if not usable:
                     errors.append(
                         FieldError(
@@ -230,7 +288,7 @@ class Ingestor:
                 errors.append(
                     FieldError(
                         "info.parameter",
-                        f"unknown population group {name!r} (groups.yaml has: "
+                        f"unknown population group {clip(name)!r} (groups.yaml has: "
                         + ", ".join(sorted(known_groups))
                         + ")",
                     )
@@ -238,15 +296,48 @@ class Ingestor:
         if expiry and not errors and self._expires(alert) <= received:
             errors.append(FieldError("info.expires", "the alert has already expired"))
         if errors:
+            shown, extra = capped(errors, self.config.settings.ingest.limits.errors)
             raise Unprocessable(
-                "; ".join(f"{e.loc}: {e.msg}" for e in errors[:3]),
+                "; ".join(f"{e.loc}: {e.msg}" for e in shown[:3]),
                 code="unacceptable-alert",
-                errors=errors,
+                errors=shown,
                 title="Invalid alert",
+                extra=extra,
             )
         return Checked(min(levels, key=lambda lv: lv.rank), hazards)
 
-    def _authorize(self, agency: Agency, alert: Alert, checked: Checked) -> None:
+    def _times(self, alert: Alert, now: datetime | None) -> list[FieldError]:
+        """`sent` at most `ingest.max_future_s` ahead of the gateway's clock (when `now`
+        is given). Times outside 1970–2999 never get here: the CAP model refuses them."""
+        ahead = self.config.settings.ingest.max_future_s
+        if now is not None and alert.sent > now + timedelta(seconds=ahead):
+            return [
+                FieldError(
+                    "sent",
+                    f"{format_cap_time(alert.sent)} is more than {ahead} s ahead of the"
+                    " gateway's clock (ingest.max_future_s)",
+                )
+            ]
+        return []
+
+    def _circles(self, area: Area, loc: str) -> list[FieldError]:
+        limit = self.config.settings.ingest.max_circle_km
+        errors = []
+        for k, text in enumerate(area.circle):
+            radius = parse_circle(text)[2]
+            if radius > limit:
+                errors.append(
+                    FieldError(
+                        f"{loc}.circle[{k}]",
+                        f"radius {radius:g} km is over the gateway's limit of {limit:g} km"
+                        " (ingest.max_circle_km); a circle is refused, never clipped",
+                    )
+                )
+        return errors
+
+    def _authorize(self, agency: Agency, alert: Alert, checked: Checked) -> bool:
+        """Refuse what the agency may not post; True when the alert's areas reach at
+        least one known unit of its jurisdiction (or the directory has no units)."""
         if alert.sender not in agency.senders:
             raise Forbidden(
                 f"sender {alert.sender!r} is not one of agency {agency.id}'s senders",
@@ -275,6 +366,7 @@ class Ingestor:
             )
         outside: list[str] = []
         errors: list[FieldError] = []
+        reaches = not self.config.directory.units  # no directory: planning reports it
         for i, info in enumerate(alert.info):
             for j, (area, found) in enumerate(
                 zip(info.area, area_codes(info, self._geocode_names), strict=True)
@@ -287,21 +379,45 @@ class Ingestor:
                                 f"info[{i}].area[{j}]", f"{code} is outside the jurisdiction"
                             )
                         )
-                if not found and not self._shape_touches(agency, area.polygon, area.circle):
-                    errors.append(
-                        FieldError(
-                            f"info[{i}].area[{j}]",
-                            "polygon/circle does not touch any unit of the jurisdiction",
+                    elif not reaches:
+                        reaches = self._known(code)
+                if not found:
+                    touched = self._shape_touches(agency, area.polygon, area.circle)
+                    reaches = reaches or touched
+                    if not touched:
+                        errors.append(
+                            FieldError(
+                                f"info[{i}].area[{j}]",
+                                "polygon/circle does not touch any unit of the jurisdiction",
+                            )
                         )
-                    )
+                elif not reaches and (area.polygon or area.circle):
+                    # The planner targets the union of geocodes and shapes.
+                    reaches = self._shape_touches(agency, area.polygon, area.circle)
         if errors:
+            codes_out = list(dict.fromkeys(outside))
+            limit = self.config.settings.ingest.limits.errors
+            shown, extra = capped(errors, limit)
             raise Forbidden(
                 "area outside the agency's jurisdiction"
-                + (f": {', '.join(dict.fromkeys(outside))}" if outside else ""),
+                + (f": {', '.join(codes_out[:limit])}" if outside else ""),
                 code="area-not-allowed",
-                errors=errors,
-                extra={"codes": list(dict.fromkeys(outside)), "jurisdiction": agency.jurisdiction},
+                errors=shown,
+                extra={"codes": codes_out[:limit], "jurisdiction": agency.jurisdiction, **extra},
             )
+        return reaches
+
+    def _known(self, code: str) -> bool:
+        """Whether a division code selects at least one unit of the directory (the
+        planner's rule: a village or grid its village, a higher code every unit under
+        it), by bisection in the sorted unit list."""
+        directory = self.config.directory
+        if codes.tier(code) >= codes.Tier.VILLAGE:
+            return directory.unit_of(code) is not None
+        prefix = codes.significant(code)
+        units = directory.units
+        at = bisect.bisect_left(units, prefix)
+        return at < len(units) and units[at].startswith(prefix)
 
     def _shape_touches(self, agency: Agency, polygons: list[str], circles: list[str]) -> bool:
         directory = self.config.directory
@@ -331,7 +447,7 @@ class Ingestor:
         )
 
     def _answer(
-        self, record: AlertRecord, outcome: AcceptOutcome, notes: list[dict[str, str]]
+        self, record: AlertRecord, outcome: AcceptOutcome, notes: list[CapNote]
     ) -> Accepted:
         if outcome.kind == "conflict":
             raise Conflict(
@@ -347,6 +463,10 @@ class Ingestor:
                 title="Nothing to cancel",
                 extra={"unknown_references": outcome.unknown_refs},
             )
+        if outcome.kind == "unknown-area":
+            raise _unknown_area(outcome.unknown_refs)
+        if outcome.kind == "status-mismatch":
+            raise _status_mismatch(record.alert, outcome.mismatched)
         body: dict[str, Any] = {
             "id": record.id,
             "status": "accepted" if outcome.kind == "new" else "duplicate",
@@ -364,8 +484,53 @@ class Ingestor:
                 body["unknown_references"] = outcome.unknown_refs
                 body["flags"] = ["references-unknown"]
         if notes:
-            body["warnings"] = notes
+            limit = self.config.settings.ingest.limits.errors
+            body["warnings"] = [n.as_dict() for n in notes[:limit]]
+            if len(notes) > limit:
+                body["warnings_omitted"] = len(notes) - limit
         return Accepted(202 if outcome.kind == "new" else 200, body, record, outcome)
+
+
+def _unknown_area(unknown_refs: list[str] | None = None) -> Unprocessable:
+    extra: dict[str, Any] = {}
+    if unknown_refs is not None:
+        extra["unknown_references"] = unknown_refs
+    return Unprocessable(
+        "none of the alert's areas is a village or community this gateway knows (its"
+        " geocodes select no unit of the directory, its shapes touch none), so nobody would"
+        " be warned; check the codes, or warn by another way while the directory lacks them",
+        code="unknown-area",
+        title="Alert would reach nobody",
+        errors=[FieldError("info.area", "selects no unit of the directory")],
+        extra=extra,
+    )
+
+
+def _status_mismatch(alert: Alert, mismatched: list[tuple[str, str]]) -> Unprocessable:
+    """A drill must never change a live warning, nor a live message a drill's."""
+    by_id = {alert_id(r.sender, r.identifier): (i, str(r)) for i, r in enumerate(alert.references)}
+    refs = []
+    errors = []
+    for ref, status in mismatched:
+        i, text = by_id.get(ref, (-1, ref))
+        refs.append({"id": ref, "reference": text, "status": status})
+        errors.append(
+            FieldError(
+                f"references[{i}]" if i >= 0 else "references",
+                f"refers to a stored {status or 'unknown-status'} alert;"
+                f" {alert.status.value} alerts may only reference {alert.status.value} alerts",
+            )
+        )
+    return Unprocessable(
+        f"{alert.status.value} {alert.msgType.value} references alerts of another status ("
+        + ", ".join(f"{r['id']}: {r['status']}" for r in refs)
+        + "); exercises, tests and actual warnings never change each other. Nothing was"
+        " stored",
+        code="status-mismatch",
+        title="References across statuses",
+        errors=errors,
+        extra={"alert_status": alert.status.value, "references": refs},
+    )
 
 
 def links(alert: str) -> dict[str, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any
 
@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 __all__ = [
+    "MAX_RADIUS_KM",
     "Alert",
     "AlertRecord",
     "AlertState",
@@ -49,6 +50,7 @@ __all__ = [
     "Severity",
     "Status",
     "Urgency",
+    "clip",
     "format_cap_time",
     "parse_circle",
     "parse_polygon",
@@ -207,13 +209,18 @@ class AlertState(StrEnum):
 # --- CAP value checks ---------------------------------------------------------------
 
 # CAP 1.2: identifier and sender "MUST NOT include spaces, commas or restricted
-# characters (< and &)".
-_TOKEN = re.compile(r"^[^\s,<&]+$")
+# characters (< and &)"; control characters (NUL …) are no more a name than a space is.
+_TOKEN = re.compile(r"^[^\s,<&\x00-\x1f\x7f-\x9f]+$")
+
+
+def clip(text: str, size: int = 40) -> str:
+    """`text` for an error message: a hostile value must not make the answer large."""
+    return text if len(text) <= size else text[:size] + f"… ({len(text)} characters)"
 
 
 def _token(value: str) -> str:
-    if not _TOKEN.match(value):
-        raise ValueError("must not contain spaces, commas, '<' or '&'")
+    if not _TOKEN.fullmatch(value):
+        raise ValueError("must not contain spaces, commas, '<', '&' or control characters")
     return value
 
 
@@ -235,16 +242,74 @@ def format_cap_time(value: datetime) -> str:
     return text
 
 
-CapTime = Annotated[AwareDatetime, PlainSerializer(format_cap_time, when_used="json")]
+# What a CAP time looks like as text: xs:dateTime with seconds and a zone. Digits are
+# ASCII ([0-9], not \\d, which matches ٣ and ３ too); a number is not a time.
+_TIME_TEXT = re.compile(
+    r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:Z|[+-][0-9]{2}:[0-9]{2})$"
+)
+# Times outside these years are typing errors or attacks; refusing them here keeps every
+# later stage (expiry arithmetic, timestamps, local times) clear of OverflowError.
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def _time_text(value: Any) -> Any:
+    if isinstance(value, datetime):  # Python callers and stored records
+        return value
+    if not isinstance(value, str) or not _TIME_TEXT.fullmatch(value.strip()):
+        raise ValueError(
+            "must be a date and time with seconds and a zone, like 2026-07-15T14:30:00+08:00"
+        )
+    return value.strip()
+
+
+def _time_range(value: datetime) -> datetime:
+    try:
+        in_range = EARLIEST <= value.astimezone(UTC) < LATEST
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is before year 1 in UTC
+        in_range = False
+    if not in_range:
+        raise ValueError("must lie within the years 1970 to 2999")
+    return value
+
+
+CapTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_time_text),
+    AfterValidator(_time_range),
+    PlainSerializer(format_cap_time, when_used="json"),
+]
+
+# A CAP number (coordinates, radius, altitude) as text: ASCII decimals, an exponent
+# allowed. `float()` alone would also take "٣٤", "1_0", "nan" and "inf".
+_NUMBER = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]{1,4})?")
+# CAP separates coordinate pairs by spaces; ASCII whitespace only (not U+3000 …).
+_SPACES = re.compile(r"[ \t\r\n]+")
+# Half the Earth's circumference: no circle on Earth has a larger radius.
+MAX_RADIUS_KM = 20_037.5
+
+
+def _number(text: str, what: str) -> float:
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{what} {clip(text)!r} is not a decimal number")
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{what} {clip(text)!r} is out of range")
+    return value
+
+
+def _split(text: str) -> list[str]:
+    return [part for part in _SPACES.split(text) if part]
 
 
 def parse_polygon(text: str) -> list[tuple[float, float]]:
     """CAP polygon text ("lat,lon lat,lon …") as (lat, lon) pairs; raises ValueError."""
     points: list[tuple[float, float]] = []
-    for pair in text.split():
+    for pair in _split(text):
         parts = pair.split(",")
         if len(parts) != 2:
-            raise ValueError(f"coordinate pair {pair!r} is not 'latitude,longitude'")
+            raise ValueError(f"coordinate pair {clip(pair)!r} is not 'latitude,longitude'")
         points.append(_lat_lon(parts[0], parts[1], pair))
     if len(points) < 4:
         raise ValueError(f"a polygon needs at least 4 coordinate pairs, got {len(points)}")
@@ -254,43 +319,67 @@ def parse_polygon(text: str) -> list[tuple[float, float]]:
 
 
 def parse_circle(text: str) -> tuple[float, float, float]:
-    """CAP circle text ("lat,lon radius_km") as (lat, lon, radius_km); raises ValueError."""
-    parts = text.split()
+    """CAP circle text ("lat,lon radius_km") as (lat, lon, radius_km); raises ValueError.
+
+    A radius of 0 is a point (CAP 1.2's own example A.3 has one)."""
+    parts = _split(text)
     if len(parts) != 2:
         raise ValueError("a circle is 'latitude,longitude radius' (radius in km)")
     coords = parts[0].split(",")
     if len(coords) != 2:
-        raise ValueError(f"circle centre {parts[0]!r} is not 'latitude,longitude'")
+        raise ValueError(f"circle centre {clip(parts[0])!r} is not 'latitude,longitude'")
     lat, lon = _lat_lon(coords[0], coords[1], parts[0])
-    try:
-        radius = float(parts[1])
-    except ValueError:
-        raise ValueError(f"circle radius {parts[1]!r} is not a number") from None
-    if not math.isfinite(radius) or radius <= 0:
-        raise ValueError("circle radius must be a positive number of kilometres")
-    return lat, lon, radius
+    radius = _number(parts[1], "circle radius")
+    if not 0 <= radius <= MAX_RADIUS_KM:
+        raise ValueError(
+            f"circle radius must be between 0 and {MAX_RADIUS_KM:g} km, got {clip(parts[1])}"
+        )
+    return lat, lon, abs(radius)  # "-0" is 0
 
 
 def _lat_lon(lat_s: str, lon_s: str, where: str) -> tuple[float, float]:
-    try:
-        lat, lon = float(lat_s), float(lon_s)
-    except ValueError:
-        raise ValueError(f"coordinate pair {where!r} is not numeric") from None
+    if not (_NUMBER.fullmatch(lat_s) and _NUMBER.fullmatch(lon_s)):
+        raise ValueError(f"coordinate pair {clip(where)!r} is not numeric")
+    lat, lon = float(lat_s), float(lon_s)
     if not (math.isfinite(lat) and -90 <= lat <= 90):
-        raise ValueError(f"latitude in {where!r} must be within -90..90")
+        raise ValueError(f"latitude in {clip(where)!r} must be within -90..90")
     if not (math.isfinite(lon) and -180 <= lon <= 180):
-        raise ValueError(f"longitude in {where!r} must be within -180..180")
+        raise ValueError(f"longitude in {clip(where)!r} must be within -180..180")
     return lat, lon
 
 
 def _check_polygon(text: str) -> str:
     parse_polygon(text)
-    return " ".join(text.split())
+    return " ".join(_split(text))
 
 
 def _check_circle(text: str) -> str:
     parse_circle(text)
-    return " ".join(text.split())
+    return " ".join(_split(text))
+
+
+def _decimal(value: Any) -> Any:
+    """A JSON number or an XML decimal text; never a bool, NaN, infinity or "٣"."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    if isinstance(value, str):
+        return _number(value.strip(), "number")
+    if isinstance(value, int | float) and math.isfinite(value):
+        return value
+    raise ValueError("must be a finite number")
+
+
+def _whole(value: Any) -> Any:
+    """A JSON integer or an XML text of ASCII digits; never a bool or a fraction."""
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{1,18}", value.strip()):
+        return int(value.strip())
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError("must be a whole number")
+
+
+Finite = Annotated[float, BeforeValidator(_decimal), Field(ge=-1e7, le=1e7)]
+Whole = Annotated[int, BeforeValidator(_whole), Field(ge=0, le=10**15)]
 
 
 PolygonText = Annotated[str, AfterValidator(_check_polygon)]
@@ -352,7 +441,7 @@ def _parse_references(value: Any) -> Any:
 class Resource(_Cap):
     resourceDesc: Text
     mimeType: Text
-    size: int | None = Field(default=None, ge=0)
+    size: Whole | None = None
     uri: str | None = None
     derefUri: str | None = None
     digest: str | None = None
@@ -363,13 +452,15 @@ class Area(_Cap):
     polygon: Annotated[list[PolygonText], BeforeValidator(_one_or_many)] = []
     circle: Annotated[list[CircleText], BeforeValidator(_one_or_many)] = []
     geocode: Annotated[list[NamedValue], BeforeValidator(_one_or_many)] = []
-    altitude: float | None = None
-    ceiling: float | None = None
+    altitude: Finite | None = None
+    ceiling: Finite | None = None
 
     @model_validator(mode="after")
     def _ceiling_needs_altitude(self) -> Area:
         if self.ceiling is not None and self.altitude is None:
             raise ValueError("ceiling may only be used with altitude")
+        if self.ceiling is not None and self.altitude is not None and self.ceiling < self.altitude:
+            raise ValueError("ceiling must not be below altitude")
         return self
 
 

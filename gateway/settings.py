@@ -24,6 +24,7 @@ __all__ = [
     "ChannelRoute",
     "DispatchSettings",
     "EndpointSettings",
+    "IngestLimits",
     "IngestSettings",
     "RedisSettings",
     "RenderSettings",
@@ -56,8 +57,40 @@ class RedisSettings(_Section):
     max_connections: int = Field(default=64, ge=8, le=10_000)
 
 
+class IngestLimits(_Section):
+    """How much one alert may hold, counted on the decoded body before it is validated:
+    a body over a limit costs a walk of the parsed body, never a full validation."""
+
+    info: int = Field(default=32, ge=1)
+    # The rest are totals over all info blocks (or areas) of the alert.
+    areas: int = Field(default=1000, ge=1)
+    polygons: int = Field(default=200, ge=0)
+    points: int = Field(default=50_000, ge=4)
+    circles: int = Field(default=200, ge=0)
+    geocodes: int = Field(default=5000, ge=0)
+    parameters: int = Field(default=500, ge=0)
+    event_codes: int = Field(default=200, ge=0)
+    resources: int = Field(default=50, ge=0)
+    references: int = Field(default=500, ge=0)
+    # Entries of any other list (category, responseType, code), per list.
+    values: int = Field(default=50, ge=1)
+    # JSON values (objects, arrays, strings, numbers …) or XML elements in the body.
+    nodes: int = Field(default=100_000, ge=100)
+    # Field errors listed in one problem answer; the rest are counted, not listed.
+    errors: int = Field(default=20, ge=1, le=1000)
+
+
 class IngestSettings(_Section):
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    limits: IngestLimits = IngestLimits()
+    # Bodies larger than this are parsed and validated in a worker thread, so that the
+    # event loop keeps answering other requests meanwhile.
+    thread_above_bytes: int = Field(default=32 * 1024, ge=0)
+    # A circle larger than this is refused, never clipped: a radius typed in metres
+    # instead of kilometres must not warn a whole region.
+    max_circle_km: float = Field(default=500.0, gt=0, le=20_000)
+    # `sent` may be at most this far ahead of the gateway's clock (clock skew).
+    max_future_s: int = Field(default=24 * 3600, ge=0)
     # Alerts whose info blocks carry no `expires` stay live this long.
     default_lifetime_s: int = Field(default=24 * 3600, ge=60)
     # CAP geocode valueNames read as Chinese division codes (case-insensitive).

@@ -6,10 +6,11 @@ from pathlib import Path
 
 import pytest
 
-from gateway.cap import decode, decode_xml, encode_xml, to_alert
+from gateway.cap import CAP_NS, check_limits, decode, decode_xml, encode_xml, to_alert
 from gateway.cli import main
 from gateway.errors import BadRequest, Unprocessable
-from gateway.models import Alert
+from gateway.models import Alert, parse_circle
+from gateway.settings import IngestLimits
 from tests import alerts as A
 from tests.conftest import ROOT, SAMPLE_CONFIG
 
@@ -56,10 +57,22 @@ def test_z_time_and_foreign_elements_are_schema_notes() -> None:
     to_alert(data)  # still a valid alert
 
 
-def test_repeated_single_element_is_a_note() -> None:
-    xml = A.to_xml(A.alert()).replace(b"<scope>Public</scope>", b"<scope>Public</scope>" * 2)
-    _, notes = decode_xml(xml)
-    assert any("only once" in n.msg for n in notes)
+def test_repeated_single_element_is_an_error() -> None:
+    # Two <identifier>s: the last one won, silently. Which one the sender meant, nobody
+    # knows, so the alert is refused, naming the element.
+    data = A.alert()
+    xml = A.to_xml(data).replace(
+        b"<identifier>", b"<identifier>OTHER-ID</identifier><identifier>", 1
+    )
+    with pytest.raises(Unprocessable) as info:
+        decode_xml(xml)
+    assert info.value.code == "invalid-cap"
+    assert [e.loc for e in info.value.errors] == ["identifier"]
+    assert "only once" in info.value.errors[0].msg
+    xml = A.to_xml(data).replace(b"<scope>Public</scope>", b"<scope>Public</scope>" * 2)
+    with pytest.raises(Unprocessable) as info:
+        decode_xml(xml)
+    assert [e.loc for e in info.value.errors] == ["scope"]
 
 
 def test_hostile_xml_raises_bad_request() -> None:
@@ -106,3 +119,69 @@ def test_validate_cli_reports_ok_problems_and_gateway_rules(
 
     assert main(["validate", "--config", str(SAMPLE_CONFIG), str(unknown)]) == 1
     assert "unknown hazard" in capsys.readouterr().out
+
+
+CAP12 = sorted((ROOT / "tests/data/cap12").glob("*.xml"))
+
+
+@pytest.mark.parametrize("path", CAP12, ids=[p.stem for p in CAP12])
+def test_examples_after_the_cap12_appendix_are_valid(
+    path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    data, notes = decode_xml(path.read_bytes())
+    assert notes == []
+    to_alert(data)
+    assert main(["validate", str(path)]) == 0
+    assert f"{path}: OK" in capsys.readouterr().out
+
+
+def test_a_circle_of_radius_zero_is_a_point() -> None:
+    # Example A.3's epicentre: refused before as "radius must be positive".
+    data, _ = decode_xml((ROOT / "tests/data/cap12/a3_earthquake_update.xml").read_bytes())
+    alert = to_alert(data)
+    assert alert.info[0].area[0].circle == ["32.9525,-115.5527 0"]
+    assert parse_circle(alert.info[0].area[0].circle[0]) == (32.9525, -115.5527, 0.0)
+    for text in ("32.9525,-115.5527 -1", "32.9525,-115.5527 20038", "1,2 nan", "1,2 ５"):
+        with pytest.raises(ValueError, match="circle radius"):
+            parse_circle(text)
+
+
+def test_limits_are_counted_before_validation() -> None:
+    limits = IngestLimits()
+    for data, name in (
+        ({"info": [{}] * 33}, "info"),
+        ({"info": [{"area": [{}] * 1001}]}, "areas"),
+        ({"info": [{"area": [{"geocode": [{}] * 5001}]}]}, "geocodes"),
+        ({"info": [{"parameter": [{}] * 501}]}, "parameters"),
+        ({"references": "a,b,c " * 501}, "references"),
+        ({"info": [{"category": ["Met"] * 51}]}, "values"),
+        ({"x": [[1]] * 50_001}, "nodes"),
+    ):
+        with pytest.raises(Unprocessable) as info:
+            check_limits(data, limits)
+        assert info.value.code == "over-limit"
+        assert [x["limit"] for x in info.value.extra["limits"]] == [name]
+    nested: dict[str, object] = {}
+    for _ in range(20):
+        nested = {"n": nested}
+    with pytest.raises(Unprocessable) as info:
+        check_limits({"note": nested}, limits)
+    assert info.value.extra["limits"][0]["limit"] == "depth"
+    with pytest.raises(Unprocessable):  # XML: elements are counted before anything else
+        decode_xml(f'<alert xmlns="{CAP_NS}">'.encode() + b"<info/>" * 100_001 + b"</alert>")
+
+
+def test_errors_in_an_answer_are_capped_and_counted() -> None:
+    data = A.alert()
+    for i in range(300):
+        data[f"unknown{i}"] = 1
+    with pytest.raises(Unprocessable) as info:
+        to_alert(data, IngestLimits(errors=20))
+    assert len(info.value.errors) == 20
+    assert info.value.extra["errors_omitted"] == 280
+    long_key = A.alert()
+    long_key["k" * 100_000] = 1
+    with pytest.raises(Unprocessable) as info:
+        to_alert(long_key)
+    assert len(info.value.errors[0].loc) < 300
+    assert len(info.value.detail) < 1000

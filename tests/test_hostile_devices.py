@@ -526,7 +526,7 @@ def operator_cases(w: World) -> Iterator[Case]:
             ("unknown-key", bearer("wgdemo-nobody"), "unknown-key"),
             ("device-token", bearer(device_token(SPEAKER)), "unknown-key"),
             ("callback-token", bearer(SMS_TOKEN), "unknown-key"),
-            ("utf8-non-ascii", bearer("wgdemo-changji-dütü"), "unknown-key"),
+            ("utf8-non-ascii", bearer("wgdemo-changji-dütü"), "bad-key"),
         ]:
             yield Case(f"{path}:key:{name}", "GET", path, headers, status=401, code=code)
         yield Case(f"{path}:method:POST", "POST", path, duty, b"{}", 405, "method-not-allowed")
@@ -987,12 +987,7 @@ async def test_replays_and_receipts_a_provider_may_not_give_change_nothing(
     assert changed <= {w.gw.store.keys.last_requests.encode()}, changed  # the poll above
 
 
-@pytest.mark.xfail(
-    reason="Registry.authenticate (gateway/auth.py) hashes an agency or operator key without"
-    " checking it is ASCII: issue 10 item 9, fixed on the ingest branch",
-    strict=False,
-)
-async def test_operator_keys_with_a_non_ascii_byte_are_unknown_keys(world: World) -> None:
+async def test_operator_keys_with_a_non_ascii_byte_are_refused_keys(world: World) -> None:
     w = world
     for path in (
         f"/api/v1/endpoints/{SPEAKER}",

@@ -342,3 +342,90 @@ async def test_every_refusal_increments_rejected_metric(client: Client) -> None:
     assert (
         'warngate_alerts_rejected_total{agency="changji-met",reason="malformed-json"} 1.0' in text
     )
+
+
+@pytest.mark.parametrize("encoding", ["GB2312", "GBK", "GB18030", "Big5", "x-nonsense", "UTF-7"])
+async def test_xml_in_an_encoding_expat_cannot_read_is_415(
+    client: Client, redis: Redis, prefix: str, encoding: str
+) -> None:
+    xml = A.to_xml(A.alert()).decode().replace('encoding="UTF-8"', f'encoding="{encoding}"')
+    try:
+        body = xml.encode(encoding)
+    except (LookupError, UnicodeError):  # no such codec, or Big5 without 发
+        body = xml.encode()
+    resp = await client.post(ALERTS, data=body, headers=A.xml_headers())
+    problem_body = await problem(resp, 415, "unsupported-encoding")
+    assert "UTF-8" in problem_body["detail"]
+    assert "utf-8" in problem_body["accepted_encodings"]
+    assert await keys_under(redis, prefix) == []
+
+
+@pytest.mark.parametrize(
+    "content_type", ["application/json; charset=gbk", "application/cap+xml; charset=GB2312"]
+)
+async def test_a_charset_other_than_utf8_is_415(client: Client, content_type: str) -> None:
+    data = A.alert()
+    raw = orjson.dumps(data) if "json" in content_type else A.to_xml(data)
+    resp = await client.post(ALERTS, data=raw, headers={**A.auth(), "Content-Type": content_type})
+    await problem(resp, 415, "unsupported-encoding")
+
+
+async def test_latin1_and_utf16_xml_are_still_read(client: Client) -> None:
+    data = A.alert(headline="Heavy rain", description="Rain", instruction="Stay in")
+    data["info"][0].update(senderName="Met office", event="Heavy rain, Müller's farm")
+    data["info"][0]["area"][0]["areaDesc"] = "Changji"
+    xml = A.to_xml(data).decode()
+    latin1 = xml.replace('encoding="UTF-8"', 'encoding="ISO-8859-1"').encode("latin-1")
+    assert (await client.post(ALERTS, data=latin1, headers=A.xml_headers())).status == 202
+    data["identifier"] += "-16"
+    utf16 = A.to_xml(data).decode().replace('encoding="UTF-8"', 'encoding="UTF-16"')
+    resp = await client.post(ALERTS, data=utf16.encode("utf-16"), headers=A.xml_headers())
+    assert resp.status == 202, await resp.text()
+
+
+async def raw_request(client: Client, head: bytes, body: bytes = b"") -> tuple[int, bytes]:
+    """A request written on a socket: aiohttp's client never sends these bytes."""
+    reader, writer = await asyncio.open_connection(client.host, client.port)
+    writer.write(head + f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n".encode())
+    writer.write(body)
+    await writer.drain()
+    data = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    status = int(data.split(b" ", 2)[1])
+    return status, data.partition(b"\r\n\r\n")[2]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [b"Bearer wgdemo-changji-met\xe9", b"Bearer \xff\xfe", b"Bearer \xe6\x98\x8c\xe5\x90\x89"],
+)
+async def test_a_non_ascii_byte_in_authorization_is_401(
+    client: Client, redis: Redis, prefix: str, value: bytes
+) -> None:
+    body = orjson.dumps(A.alert())
+    for head in (
+        b"POST /api/v1/alerts HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n",
+        b"GET /api/v1/alerts HTTP/1.1\r\nHost: x\r\n",
+    ):
+        status, answer = await raw_request(
+            client, head + b"Authorization: " + value + b"\r\n", body if b"POST" in head else b""
+        )
+        assert status == 401, answer
+        assert orjson.loads(answer)["code"] == "bad-key"
+    assert await keys_under(redis, prefix) == []
+
+
+async def test_two_authorization_headers_are_401(client: Client) -> None:
+    from multidict import CIMultiDict
+
+    headers = CIMultiDict([("Authorization", f"Bearer {A.MET}"), ("Authorization", "Bearer other")])
+    headers["Content-Type"] = "application/json"
+    resp = await client.post(ALERTS, data=orjson.dumps(A.alert()), headers=headers)
+    await problem(resp, 401, "bad-key")
+    await problem(await client.get(ALERTS, headers=headers), 401, "bad-key")
+
+
+@pytest.mark.parametrize("limit", ["١٠", "1_0", " 5", "5.0", "-1", "", "9" * 20])
+async def test_list_limit_is_ascii_digits(client: Client, limit: str) -> None:
+    resp = await client.get(ALERTS, params={"limit": limit}, headers=A.auth())
+    await problem(resp, 400, "bad-query")

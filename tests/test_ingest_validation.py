@@ -98,8 +98,8 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "info[0].area[0].polygon[0]",
     ),
     (
-        "circle with zero radius",
-        _set(f"{AREA}.circle", ["44.0,87.3 0"]),
+        "circle with negative radius",
+        _set(f"{AREA}.circle", ["44.0,87.3 -1"]),
         "invalid-cap",
         "info[0].area[0].circle[0]",
     ),
@@ -110,6 +110,83 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         "info[0].area[0].circle[0]",
     ),
     ("ceiling without altitude", _set(f"{AREA}.ceiling", 3.0), "invalid-cap", "info[0].area[0]"),
+    # Lax parsing, refused (issue 10, item 10).
+    ("sent as a JSON number", _set("sent", 1782907200), "invalid-cap", "sent"),
+    ("sent as digits", _set("sent", "1782907200"), "invalid-cap", "sent"),
+    ("sent without seconds", _set("sent", "2026-07-01T12:00+08:00"), "invalid-cap", "sent"),
+    ("NUL in identifier", _set("identifier", "ab\x00c"), "invalid-cap", "identifier"),
+    ("escape in sender", _set("sender", "met\x1b[31m"), "invalid-cap", "sender"),
+    (
+        "NUL in a description",
+        _set("info.0.description", "雨\x00"),
+        "invalid-cap",
+        "info[0].description",
+    ),
+    (
+        "Unicode digits in a polygon",
+        _set(f"{AREA}.polygon", ["４4.0,87.2 44.1,87.2 44.1,87.3 ４4.0,87.2"]),
+        "invalid-cap",
+        "info[0].area[0].polygon[0]",
+    ),
+    (
+        "Arabic-Indic digits in a polygon",
+        _set(f"{AREA}.polygon", ["٤٤.0,87.2 44.1,87.2 44.1,87.3 ٤٤.0,87.2"]),
+        "invalid-cap",
+        "info[0].area[0].polygon[0]",
+    ),
+    (
+        "ideographic spaces in a polygon",
+        _set(f"{AREA}.polygon", ["44.0,87.2\u300044.1,87.2\u300044.1,87.3\u300044.0,87.2"]),
+        "invalid-cap",
+        "info[0].area[0].polygon[0]",
+    ),
+    (
+        "circle of 1e308 km",
+        _set(f"{AREA}.circle", ["44.0,87.3 1e308"]),
+        "invalid-cap",
+        "info[0].area[0].circle[0]",
+    ),
+    (
+        "circle radius nan",
+        _set(f"{AREA}.circle", ["44.0,87.3 nan"]),
+        "invalid-cap",
+        "info[0].area[0].circle[0]",
+    ),
+    ("altitude nan", _set(f"{AREA}.altitude", "nan"), "invalid-cap", "info[0].area[0].altitude"),
+    (
+        "resource size true",
+        lambda d: d["info"][0].update(
+            resource=[{"resourceDesc": "map", "mimeType": "image/png", "size": True}]
+        ),
+        "invalid-cap",
+        "info[0].resource[0].size",
+    ),
+    # 500s before (issue 10, item 9): far dates and huge circles.
+    (
+        "circle radius 1.797e308",
+        _set(f"{AREA}.circle", ["44.0,87.3 1.797e308"]),
+        "invalid-cap",
+        "info[0].area[0].circle[0]",
+    ),
+    (
+        "expires 9999-12-31",
+        _set("info.0.expires", "9999-12-31T23:59:59+00:00"),
+        "invalid-cap",
+        "info[0].expires",
+    ),
+    ("sent 0001-01-01T23:59", _set("sent", "0001-01-01T23:59:00+00:00"), "invalid-cap", "sent"),
+    (
+        "sent 0001-01-01 east of Greenwich",
+        _set("sent", "0001-01-01T00:00:00+05:00"),
+        "invalid-cap",
+        "sent",
+    ),
+    (
+        "sent 9999 without expires",
+        lambda d: (d.update(sent="9999-12-31T23:59:59+00:00"), d["info"][0].pop("expires")),
+        "invalid-cap",
+        "sent",
+    ),
     # The gateway's own rules on top of CAP.
     ("draft status", _set("status", "Draft"), "unacceptable-alert", "status"),
     ("system status", _set("status", "System"), "unacceptable-alert", "status"),
@@ -142,6 +219,18 @@ CASES: list[tuple[str, Mutation, str, str]] = [
         _set(f"{AREA}.geocode", [{"valueName": "CPEAS Geographic Code", "value": "65230"}]),
         "unacceptable-alert",
         "info[0].area[0].geocode[0]",
+    ),
+    (
+        "sent far ahead of the gateway's clock",
+        lambda d: (d.update(sent="2999-01-01T00:00:00+00:00"), d["info"][0].pop("expires")),
+        "unacceptable-alert",
+        "sent",
+    ),
+    (
+        "circle over the gateway's limit",
+        _set(f"{AREA}.circle", ["44.0,87.3 501"]),
+        "unacceptable-alert",
+        "info[0].area[0].circle[0]",
     ),
     (
         "already expired",
@@ -286,13 +375,13 @@ def mutated(draw: st.DrawFn) -> dict[str, Any]:
 )
 @given(data=mutated())
 async def test_random_mutations_never_cause_a_5xx(client: Client, data: dict[str, Any]) -> None:
-    resp = await client.post(ALERTS, data=orjson.dumps(data), headers=A.json_headers())
+    # A mutation can put a dict where a list was, and a later one an int key into it.
+    body = orjson.dumps(data, option=orjson.OPT_NON_STR_KEYS)
+    resp = await client.post(ALERTS, data=body, headers=A.json_headers())
     assert resp.status < 500, await resp.text()
     if resp.status >= 400:
         assert resp.headers["Content-Type"].startswith("application/problem+json")
-    xml_resp = await client.post(
-        ALERTS, data=orjson.dumps(data).replace(b"{", b"<", 1), headers=A.xml_headers()
-    )
+    xml_resp = await client.post(ALERTS, data=body.replace(b"{", b"<", 1), headers=A.xml_headers())
     assert xml_resp.status == 400
 
 
@@ -305,3 +394,54 @@ async def test_unknown_population_groups_are_refused(client: Client) -> None:
     ok = A.alert()
     ok["info"][0]["parameter"].append({"valueName": "groups", "value": "schools herders"})
     assert (await post_json(client, ok)).status == 202
+
+
+async def test_a_circle_of_radius_zero_is_a_point_and_is_accepted(client: Client) -> None:
+    # CAP 1.2's own example A.3 gives an earthquake's epicentre as "lat,lon 0".
+    data = A.alert(circle="44.16181,86.93216 0")  # the centre of Jijiqu community
+    resp = await post_json(client, data)
+    assert resp.status == 202, await resp.text()
+    got = await (await client.get((await resp.json())["links"]["self"], headers=A.auth())).json()
+    assert got["alert"]["info"][0]["area"][0]["circle"] == ["44.16181,86.93216 0"]
+
+
+async def test_an_alert_that_reaches_no_known_unit_is_refused(
+    client: Client, redis: Redis, prefix: str
+) -> None:
+    """Inside the jurisdiction, but no village the directory knows: a 202 here would
+    reach nobody, silently."""
+    for codes in (["652301999999"], ["652399"], ["652301099", "652301999999001"]):
+        body = await problem(await post_json(client, A.alert(geocodes=codes)), 422, "unknown-area")
+        assert body["title"] == "Alert would reach nobody"
+    assert await keys_under(redis, prefix) == []
+    # One known code among unknown ones: accepted; the others are listed later.
+    resp = await post_json(client, A.alert(geocodes=["652301999999", "652301001001"]))
+    assert resp.status == 202, await resp.text()
+    # An unknown code beside a shape that covers a known village: the shape reaches it.
+    both = A.alert(geocodes=["652301999999"], circle="44.16181,86.93216 0")
+    assert (await post_json(client, both)).status == 202
+
+
+async def test_an_update_to_an_unknown_area_needs_a_known_reference(
+    client: Client, redis: Redis, prefix: str
+) -> None:
+    # Its own area reaches nobody; its reference's recipients hear of it: accepted.
+    first = A.alert()
+    assert (await post_json(client, first)).status == 202
+    moved = A.alert(msg_type="Update", references=[first], geocodes=["652301999999"])
+    resp = await post_json(client, moved)
+    assert resp.status == 202, await resp.text()
+    # Nobody had the earlier version either: refused, nothing stored.
+    before = await keys_under(redis, prefix)
+    lost = A.alert(msg_type="Update", references=[A.alert()], geocodes=["652301999999"])
+    body = await problem(await post_json(client, lost), 422, "unknown-area")
+    assert len(body["unknown_references"]) == 1
+    assert await keys_under(redis, prefix) == before
+
+
+async def test_duplicate_json_keys_are_refused(client: Client) -> None:
+    data = A.alert()
+    raw = orjson.dumps(data).replace(b"{", b'{"identifier":"OTHER",', 1)
+    body = await problem(await client.post(ALERTS, data=raw, headers=A.json_headers()), 422)
+    assert body["code"] == "invalid-cap"
+    assert "identifier" in body["errors"][0]["msg"]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import pytest
 from pydantic import SecretStr
 from redis.asyncio import Redis
 
@@ -248,3 +250,130 @@ async def test_readyz_says_503_when_redis_is_unreachable(aiohttp_client: Any, co
     client = await aiohttp_client(create_app(cfg, background=False))
     assert (await client.get("/healthz")).status == 200  # alive, though not ready
     await problem(await client.get("/readyz"), 503, "not-ready")
+
+
+# -- a drill never touches a live warning (nor a live message a drill) -------------------
+
+DRILL_UNIT = "652301001001"
+
+
+async def _state(gw: Any, alert: str) -> dict[str, Any]:
+    """What the public sees of an alert: its record's state, its unit entries, its
+    deliveries, what the providers were handed, and the queues."""
+    store = gw.store
+    record = await store.get_alert(alert)
+    entries = await store.unit_entries(DRILL_UNIT)
+    deliveries = await gw.deliveries(alert)
+    queues = {
+        key: await store.redis.xlen(key)
+        async for key in store.redis.scan_iter(match=f"{store.prefix}:q:*")
+    }
+    return {
+        "record": record.model_dump() if record else None,
+        "entries": sorted((e.alert, e.seq, str(e.data)) for e in entries),
+        "counts": deliveries["counts"],
+        "planned": deliveries["planned"],
+        "sms": sorted(gw.sms.accepted_ids),
+        "push": sorted(gw.push.accepted_ids),
+        "queues": queues,
+    }
+
+
+@pytest.mark.parametrize(
+    ("live_status", "drill_status", "msg_type"),
+    [
+        ("Actual", "Exercise", "Cancel"),
+        ("Actual", "Test", "Update"),
+        ("Actual", "Exercise", "Update"),
+        ("Actual", "Test", "Cancel"),
+        ("Exercise", "Actual", "Cancel"),  # the reverse: a live message never ends a drill
+        ("Test", "Actual", "Update"),
+        ("Exercise", "Test", "Cancel"),  # and drills of two kinds stay apart too
+        ("Test", "Exercise", "Update"),
+    ],
+)
+async def test_references_across_statuses_are_refused_and_change_nothing(
+    gateway: Any, live_status: str, drill_status: str, msg_type: str
+) -> None:
+    first = A.alert(status=live_status, geocodes=[DRILL_UNIT])
+    posted = await gateway.post(first)
+    await gateway.run()
+    before = await _state(gateway, posted["id"])
+    assert before["record"]["state"] == "active"
+    if live_status == "Actual":
+        assert before["sms"]  # it really went out
+        assert before["entries"]
+
+    other = A.alert(
+        status=drill_status,
+        msg_type=msg_type,
+        references=[first],
+        geocodes=[DRILL_UNIT],
+        level="blue",
+        severity="Minor",
+    )
+    keys = sorted([k async for k in gateway.store.redis.scan_iter(match="*")])
+    resp = await post_json(gateway.client, other)
+    body = await problem(resp, 422, "status-mismatch")
+    assert body["alert_status"] == drill_status
+    assert body["references"] == [
+        {"id": posted["id"], "reference": A.ref_of(first), "status": live_status}
+    ]
+    assert body["errors"][0]["loc"] == "references[0]"
+    assert live_status in body["detail"]
+    # Nothing stored, nothing queued; planning and sending again change nothing.
+    assert sorted([k async for k in gateway.store.redis.scan_iter(match="*")]) == keys
+    await gateway.run()
+    assert await _state(gateway, posted["id"]) == before
+    assert await gateway.store.get_alert(alert_id(other["sender"], other["identifier"])) is None
+
+
+async def test_one_reference_across_statuses_refuses_the_whole_cancel(gateway: Any) -> None:
+    drill = A.alert(status="Exercise")
+    live = A.alert()
+    d, a = await gateway.post(drill), await gateway.post(live)
+    await gateway.run()
+    cancel = A.alert(status="Exercise", msg_type="Cancel", references=[drill, live])
+    body = await problem(await post_json(gateway.client, cancel), 422, "status-mismatch")
+    assert [(r["id"], r["status"]) for r in body["references"]] == [(a["id"], "Actual")]
+    assert body["errors"][0]["loc"] == "references[1]"
+    for alert in (d, a):  # the drill's own reference is not cancelled either
+        assert (await gateway.store.get_alert(alert["id"])).state.value == "active"
+
+
+async def test_status_of_records_stored_before_the_status_field_is_read_from_the_record(
+    client: Client, redis: Redis, prefix: str
+) -> None:
+    live = A.alert()
+    body = await accepted(client, live)
+    await redis.hdel(f"{prefix}:alert:{body['id']}", "status")  # as stored by older code
+    cancel = A.alert(status="Test", msg_type="Cancel", references=[live])
+    got = await problem(await post_json(client, cancel), 422, "status-mismatch")
+    assert got["references"][0]["status"] == "Actual"
+    assert (await get(client, body["id"]))["state"] == "active"
+    ok = A.alert(msg_type="Cancel", references=[live])  # same status: still works
+    assert (await accepted(client, ok))["cancels"] == [body["id"]]
+
+
+async def test_a_drill_racing_the_live_alert_it_references_never_touches_it(
+    client: Client,
+) -> None:
+    """The status is compared inside the accept script: whichever of the two lands
+    first, the drill's Cancel is refused (unknown reference, or another status)."""
+    pairs = []
+    for _ in range(20):
+        live = A.alert()
+        pairs.append((live, A.alert(status="Exercise", msg_type="Cancel", references=[live])))
+    answers = await asyncio.gather(
+        *(post_json(client, data) for pair in pairs for data in (pair[1], pair[0]))
+    )
+    for (live, _), cancel_resp, live_resp in zip(pairs, answers[::2], answers[1::2], strict=True):
+        assert live_resp.status == 202, await live_resp.text()
+        assert cancel_resp.status == 422, await cancel_resp.text()
+        assert (await cancel_resp.json(content_type=None))["code"] in (
+            "status-mismatch",
+            "nothing-to-cancel",
+        )
+        got = await get(client, alert_id(live["sender"], live["identifier"]))
+        assert got["state"] == "active"
+        assert got["cancelled_by"] is None

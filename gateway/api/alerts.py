@@ -16,7 +16,7 @@ import orjson
 from aiohttp import web
 
 from gateway import codes
-from gateway.api.common import json_response, problem_response, read_body
+from gateway.api.common import authorization, json_response, problem_response, read_body
 from gateway.api.params import int_param
 from gateway.auth import Agency, Principal, Registry
 from gateway.errors import BadRequest, NotFound, ProblemError
@@ -32,7 +32,7 @@ routes = web.RouteTableDef()
 
 
 def principal_of(request: web.Request) -> Principal:
-    return request.app[CONFIG].registry.authenticate(request.headers.get("Authorization"))
+    return request.app[CONFIG].registry.authenticate(authorization(request))
 
 
 def may_read(principal: Principal, record: AlertRecord, registry: Registry) -> bool:
@@ -82,7 +82,7 @@ async def post_alert(request: web.Request) -> web.Response:
     metrics = request.app[METRICS]
     agency = "unknown"
     try:
-        principal = ingestor.authenticate(request.headers.get("Authorization"))
+        principal = ingestor.authenticate(authorization(request))
         agency = principal.id
         metrics.alerts_received.labels(agency).inc()
         limit = request.app[CONFIG].settings.ingest.max_body_bytes
@@ -119,10 +119,7 @@ async def list_alerts(request: web.Request) -> web.Response:
                 f"state must be one of {', '.join(s.value for s in AlertState)}",
                 code="bad-query",
             ) from None
-    try:
-        limit = max(1, min(int(request.query.get("limit", "100")), 1000))
-    except ValueError:
-        raise BadRequest("limit must be a whole number", code="bad-query") from None
+    limit = int_param(request, "limit", default=100, low=1, high=1000)
     agency = principal.id if isinstance(principal, Agency) else request.query.get("agency")
     registry = request.app[CONFIG].registry
     records = await request.app[STORE].list_alerts(state=state, agency=agency, limit=limit)

@@ -1,4 +1,8 @@
-"""API: what every handler shares — JSON and problem+json answers, body limits."""
+"""API: what every handler shares — JSON and problem+json answers, body limits.
+
+Redis failures that reach the middleware (a read while Redis is down or frozen) are
+answered 503 with Retry-After, not 500: the request was fine, the store was not.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +13,20 @@ from typing import Any
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import BadHttpMessage
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from gateway.errors import BadRequest, PayloadTooLarge, ProblemError
+from gateway.errors import (
+    BadRequest,
+    PayloadTooLarge,
+    ProblemError,
+    StoreUnavailable,
+    Unauthorized,
+)
 
 __all__ = [
     "PROBLEM_TYPE",
+    "authorization",
     "json_response",
     "problem_middleware",
     "problem_response",
@@ -52,6 +65,12 @@ async def problem_middleware(
         return await handler(request)
     except ProblemError as exc:
         return problem_response(exc, request.path)
+    except (RedisConnectionError, RedisTimeoutError) as exc:
+        log.warning("redis unavailable on %s %s: %s", request.method, request.path, exc)
+        return problem_response(
+            StoreUnavailable(f"the store did not answer ({type(exc).__name__}); retry later"),
+            request.path,
+        )
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
@@ -75,6 +94,15 @@ async def problem_middleware(
             title="Internal error",
         )
         return problem_response(err, request.path)
+
+
+def authorization(request: web.Request) -> str | None:
+    """The one Authorization header of a request; two of them are refused (which would
+    count?)."""
+    values = request.headers.getall("Authorization", [])
+    if len(values) > 1:
+        raise Unauthorized("send one Authorization header, not several", code="bad-key")
+    return values[0] if values else None
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:

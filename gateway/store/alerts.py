@@ -2,7 +2,14 @@
 
 Accepting an alert is one Lua script, so the record, the idempotency check (the alert id
 is derived from sender + identifier, so the record *is* the idempotency key), the
-lifecycle links and the queue entry are written together or not at all.
+lifecycle links and the queue entry are written together or not at all. The same script
+refuses references across statuses (an Exercise Cancel of an Actual warning, an Actual
+Update of a Test …): the status it compares is read in the script, so no race between
+a check and the write can let a drill touch a live warning.
+
+When Redis cannot be reached, or does not answer in time, `accept` raises
+`StoreUnavailable` (503). A timeout may come after the script ran; since the script is
+idempotent, posting the same alert again is answered 200 duplicate, never stored twice.
 
 The scripts build some key names from the prefix (the referenced alerts are passed as
 keys); this is fine for standalone Redis and Sentinel. Redis Cluster would need the
@@ -20,7 +27,10 @@ from typing import Any, ClassVar, Literal, cast
 
 import orjson
 from redis.commands.core import AsyncScript
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from gateway.errors import StoreUnavailable
 from gateway.models import AlertRecord, AlertState
 from gateway.store.base import StoreBase
 
@@ -42,38 +52,54 @@ class AcceptOutcome:
 
     `kind`: `new` (stored and queued), `same` (identical alert already stored),
     `conflict` (same sender+identifier, different content), `nothing` (a Cancel whose
-    references are all unknown; nothing stored).
+    references are all unknown; nothing stored), `status-mismatch` (a reference to an
+    alert of another status: `mismatched` lists (id, status); nothing stored),
+    `unknown-area` (an Update that targets no known unit and whose references are all
+    unknown, so it would reach nobody; nothing stored).
     """
 
-    kind: Literal["new", "same", "conflict", "nothing"]
+    kind: Literal["new", "same", "conflict", "nothing", "status-mismatch", "unknown-area"]
     id: str
     known_refs: list[str] = field(default_factory=list)
     unknown_refs: list[str] = field(default_factory=list)
+    mismatched: list[tuple[str, str]] = field(default_factory=list)
 
 
 _ACCEPT = """
 -- KEYS: alert, alerts, live, queue, events, audit, ref alert keys...
 -- ARGV: id, hash, record, received_ms, expires_ms, msgType, state, events_maxlen,
---       audit JSON, ref ids...
+--       audit JSON, status, needs a known reference ('1'/'0'), ref ids...
 local existing = redis.call('HGET', KEYS[1], 'hash')
 if existing then
   if existing == ARGV[2] then return {'same'} end
   return {'conflict'}
 end
-local id, msgtype, now = ARGV[1], ARGV[6], ARGV[4]
+local id, msgtype, now, status = ARGV[1], ARGV[6], ARGV[4], ARGV[10]
 -- cjson writes an empty table as {}; the readers want [].
 local function arr(t) if #t == 0 then return '[]' end return cjson.encode(t) end
-local known, unknown = {}, {}
+local known, unknown, mismatched = {}, {}, {}
 for i = 7, #KEYS do
-  local ref = ARGV[i + 3]
+  local ref = ARGV[i + 5]
   if redis.call('EXISTS', KEYS[i]) == 1 then
+    local theirs = redis.call('HGET', KEYS[i], 'status')
+    if not theirs then
+      -- Stored before the status had a field of its own: read it from the record.
+      local ok, rec = pcall(cjson.decode, redis.call('HGET', KEYS[i], 'record') or '')
+      theirs = ok and type(rec['alert']) == 'table' and rec['alert']['status'] or ''
+    end
+    if theirs ~= status then table.insert(mismatched, {ref, theirs}) end
     table.insert(known, ref)
   else
     table.insert(unknown, ref)
   end
 end
+-- A drill never touches a live warning, nor a live message a drill: nothing is written.
+if #mismatched > 0 then return {'status-mismatch', cjson.encode(mismatched)} end
 if msgtype == 'Cancel' and #known == 0 then
   return {'nothing', arr(unknown)}
+end
+if ARGV[11] == '1' and #known == 0 then
+  return {'unknown-area', arr(unknown)}
 end
 local function event(kind, target)
   redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[8], '*',
@@ -81,7 +107,7 @@ local function event(kind, target)
   redis.call('XADD', KEYS[6], '*', 'event', kind, 'id', target, 'by', id, 'at', now)
 end
 for i = 7, #KEYS do
-  local ref = ARGV[i + 3]
+  local ref = ARGV[i + 5]
   if redis.call('EXISTS', KEYS[i]) == 1 then
     local state = redis.call('HGET', KEYS[i], 'state')
     if msgtype == 'Cancel' then
@@ -103,7 +129,7 @@ for i = 7, #KEYS do
 end
 redis.call('HSET', KEYS[1], 'record', ARGV[3], 'hash', ARGV[2], 'state', ARGV[7],
            'state_at', now, 'expires', ARGV[5], 'received', now, 'supersedes', arr(known),
-           'unknown_refs', arr(unknown))
+           'unknown_refs', arr(unknown), 'status', status)
 redis.call('ZADD', KEYS[2], now, id)
 if ARGV[7] == 'active' then redis.call('ZADD', KEYS[3], ARGV[5], id) end
 redis.call('XADD', KEYS[4], '*', 'id', id, 'msgType', msgtype)
@@ -146,9 +172,18 @@ class AlertStore(StoreBase):
         return bool(await self.redis.ping())
 
     async def accept(
-        self, record: AlertRecord, refs: Sequence[str], audit: dict[str, Any]
+        self,
+        record: AlertRecord,
+        refs: Sequence[str],
+        audit: dict[str, Any],
+        *,
+        needs_known_reference: bool = False,
     ) -> AcceptOutcome:
-        """Store a new alert, link it to the alerts it references and queue it, atomically."""
+        """Store a new alert, link it to the alerts it references and queue it, atomically.
+
+        `needs_known_reference`: the alert targets no unit itself (an Update whose areas
+        the directory does not know), so it is refused unless one of its references is
+        stored (their recipients hear of it)."""
         lane = "hi" if record.level.high_priority else "lo"
         initial = AlertState.CANCELLED if record.alert.msgType.value == "Cancel" else record.state
         keys = [
@@ -171,14 +206,25 @@ class AlertStore(StoreBase):
             initial.value,
             EVENTS_MAXLEN,
             orjson.dumps(audit).decode(),
+            record.alert.status.value,
+            "1" if needs_known_reference else "0",
             *refs,
         ]
-        result = await self._accept(keys=keys, args=args)
+        try:
+            result = await self._accept(keys=keys, args=args)
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            raise StoreUnavailable(
+                f"the alert store did not answer ({type(exc).__name__}); post the same alert"
+                " again: if it was stored meanwhile the answer is 200 duplicate, else 202"
+            ) from None
         kind = result[0]
         if kind == "new":
             return AcceptOutcome("new", record.id, orjson.loads(result[1]), orjson.loads(result[2]))
-        if kind == "nothing":
-            return AcceptOutcome("nothing", record.id, [], orjson.loads(result[1]))
+        if kind in ("nothing", "unknown-area"):
+            return AcceptOutcome(kind, record.id, [], orjson.loads(result[1]))
+        if kind == "status-mismatch":
+            pairs = [(str(ref), str(status)) for ref, status in orjson.loads(result[1])]
+            return AcceptOutcome(kind, record.id, mismatched=pairs)
         return AcceptOutcome(kind, record.id)
 
     async def get_alert(self, alert: str, *, now: datetime | None = None) -> AlertRecord | None:
