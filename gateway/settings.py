@@ -8,6 +8,7 @@ A bad value fails at start with its key name (`ConfigError`).
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ __all__ = [
     "Settings",
     "default_data_dir",
     "load_settings",
+    "packaged_dir",
 ]
 
 SETTINGS_FILE = "gateway.yaml"
@@ -143,8 +145,21 @@ class RenderSettings(_Section):
     display_max_pages: int = Field(default=8, ge=1, le=20)
 
 
+def packaged_dir(name: str) -> Path:
+    """A directory warngate ships beside its code: `templates`, or `config` (the sample).
+
+    Installed from a wheel, both are package data under `gateway/_data/` (pyproject.toml
+    maps them there); in a checkout (editable install, tests) they are the top-level
+    directories beside `gateway/`.
+    """
+    installed = importlib.resources.files("gateway") / "_data" / name
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / name
+
+
 def _default_templates() -> Path:
-    return Path(__file__).resolve().parent.parent / "templates"
+    return packaged_dir("templates")
 
 
 class CoverageSettings(_Section):
