@@ -2,7 +2,13 @@
 
 Each resource lives in one cleanup-context generator: opened before `yield`, closed
 after. Tests build the app through the same factory; `warngate worker` runs the same
-application without an HTTP listener.
+application without the alert API.
+
+Stopping (SIGTERM or SIGINT; `run_until_signal`) follows one deadline,
+`process.shutdown_grace_s` after the signal: the listener closes; parked long-polls are
+answered and event streams end with a retry hint (`on_shutdown`); workers take no new
+batches and let those in flight finish until shortly before the deadline, then hand back
+the rest; receipts are flushed; the embedded Redis stops last.
 """
 
 from __future__ import annotations
@@ -21,14 +27,25 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gateway.aio import sleep_or_stop, stop_tasks
+from gateway.aio import Deadline, sleep_or_stop, stop_tasks
 from gateway.api import all_routes, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
 from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
-from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
+from gateway.keys import (
+    CONFIG,
+    DEADLINE,
+    DESK,
+    HTTP,
+    HUB,
+    INGESTOR,
+    METRICS,
+    REDIS,
+    RENDERER,
+    STORE,
+)
 from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
 from gateway.monitor import Monitor
 from gateway.planner import Planner
@@ -43,12 +60,17 @@ __all__ = [
     "consumer_name",
     "create_app",
     "open_redis",
+    "run_until_signal",
     "run_workers",
+    "serve",
     "settle_heap",
 ]
 
 log = logging.getLogger("warngate.app")
 WORKERS: web.AppKey[Workers] = web.AppKey("workers")
+# Kept from the shutdown deadline for what comes after the workers: flushing device
+# receipts, closing connections, stopping the embedded Redis (its AOF written).
+AFTER_WORKERS_S = 1.0
 
 
 def consumer_name() -> str:
@@ -87,8 +109,9 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+        if embedded is not None:  # last: everything else has let go of it
+            await asyncio.to_thread(embedded.stop, 3.0)
+            log.info("stopped embedded redis-server")
 
 
 async def _metrics(request: web.Request) -> web.Response:
@@ -99,6 +122,17 @@ async def _metrics(request: web.Request) -> web.Response:
 
 async def _healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
+
+
+async def _begin_stop(app: web.Application) -> None:
+    """aiohttp's on_shutdown: the listener is closed, and requests in progress are about
+    to be waited for. Parked devices are answered now, and workers stop taking batches,
+    so that both drain while aiohttp waits."""
+    app[DEADLINE].start(app[CONFIG].settings.process.shutdown_grace_s)
+    app[HUB].drain()
+    workers = app.get(WORKERS)
+    if workers is not None:
+        workers.begin_stop()
 
 
 def settle_heap() -> None:
@@ -124,6 +158,8 @@ def create_app(
     app = web.Application(middlewares=[problem_middleware], client_max_size=1024**2 * 4)
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[DEADLINE] = Deadline()
+    app.on_shutdown.append(_begin_stop)
     s = config.settings
     app[RENDERER] = Renderer(s.templates_dir, config.hazards, config.directory, s.render)
     if background:
@@ -141,6 +177,48 @@ def create_app(
     return app
 
 
+async def run_until_signal(app: web.Application, host: str | None, port: int | None) -> None:
+    """Run an app (listening on host:port if a port is given) until SIGINT or SIGTERM,
+    then stop it within `process.shutdown_grace_s` (see the module docstring)."""
+    grace = app[CONFIG].settings.process.shutdown_grace_s
+    # aiohttp waits this long for requests in progress once parked devices are answered
+    # (a slow upload, a big answer); the workers drain meanwhile.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace / 3)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            log.warning("%s: already stopping (done within %.0f s)", sig.name, grace)
+            return
+        received.append(sig.name)
+        app[DEADLINE].start(grace)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await runner.setup()
+        if port is not None:
+            await web.TCPSite(runner, host, port).start()
+            log.info("listening on http://%s:%d", host, port)
+        await stop.wait()
+        log.info("%s: stopping within %.0f s", received[0], grace)
+    finally:
+        started = loop.time()
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("stopped in %.1f s", loop.time() - started)
+
+
+async def serve(config: Config) -> None:
+    """`warngate serve`: the API and (with `dispatch.workers` >= 1) the worker loops."""
+    s = config.settings
+    await run_until_signal(create_app(config), s.host, s.port)
+
+
 async def run_workers(
     config: Config,
     *,
@@ -156,19 +234,12 @@ async def run_workers(
     if metrics_port is not None:
         app.router.add_get("/metrics", _metrics)
         app.router.add_get("/healthz", _healthz)
-    runner = web.AppRunner(app, handle_signals=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await runner.setup()
-    if metrics_port is not None:
-        await web.TCPSite(runner, metrics_host, metrics_port).start()
+    app.on_startup.append(_log_worker)
+    await run_until_signal(app, metrics_host, metrics_port)
+
+
+async def _log_worker(app: web.Application) -> None:
     log.info("worker %s running", app[WORKERS].consumer)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
@@ -217,7 +288,7 @@ def _workers_ctx(planners: int) -> Callable[[web.Application], AsyncIterator[Non
         app[WORKERS] = workers
         await workers.start(planners=planners)
         yield
-        await workers.close()
+        await workers.close(app[DEADLINE].left(reserve=AFTER_WORKERS_S))
 
     return ctx
 
@@ -227,7 +298,7 @@ async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
     task = asyncio.create_task(_sweep_forever(app, stop), name="expiry-sweeper")
     yield
     stop.set()
-    await stop_tasks([task], 2.0)
+    await stop_tasks([task], min(1.0, app[DEADLINE].left(reserve=AFTER_WORKERS_S)))
 
 
 async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:

@@ -12,7 +12,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiohttp import web
 
 from gateway.auth import hash_key, new_key
 from gateway.cap import decode, to_alert
@@ -166,13 +165,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import create_app
+    from gateway.app import serve
 
     config = load_config(args.config, **_overrides(args))
-    s = config.settings
-    logging.getLogger().setLevel(s.log_level)
-    app = create_app(config)
-    web.run_app(app, host=s.host, port=s.port, print=lambda m: logging.info("%s", m))
+    logging.getLogger().setLevel(config.settings.log_level)
+    asyncio.run(serve(config))
     return 0
 
 

@@ -8,6 +8,7 @@ from aiohttp import ClientSession, web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
+    from gateway.aio import Deadline
     from gateway.callbacks import ReceiptDesk
     from gateway.config import Config
     from gateway.endpoints import EndpointHub
@@ -18,6 +19,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG",
+    "DEADLINE",
     "DESK",
     "HTTP",
     "HUB",
@@ -37,3 +39,5 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
 HUB: web.AppKey[EndpointHub] = web.AppKey("endpoint-hub")
 HTTP: web.AppKey[ClientSession] = web.AppKey("http-client")
 DESK: web.AppKey[ReceiptDesk] = web.AppKey("receipt-desk")
+# The process: when a stop must be done.
+DEADLINE: web.AppKey[Deadline] = web.AppKey("shutdown-deadline")

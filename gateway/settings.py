@@ -26,6 +26,7 @@ __all__ = [
     "DispatchSettings",
     "EndpointSettings",
     "IngestSettings",
+    "ProcessSettings",
     "RedisSettings",
     "RenderSettings",
     "Settings",
@@ -162,6 +163,15 @@ def _default_templates() -> Path:
     return packaged_dir("templates")
 
 
+class ProcessSettings(_Section):
+    """Stopping and health of every warngate process (serve and worker)."""
+
+    # On SIGTERM or SIGINT the process is gone within this many seconds: it stops taking
+    # work, answers parked devices, lets batches in flight finish until shortly before
+    # this, hands back the rest (left pending for another worker), then stops Redis.
+    shutdown_grace_s: float = Field(default=5.0, ge=1, le=300)
+
+
 class CoverageSettings(_Section):
     # How often the live monitor refreshes coverage gauges and checks unit deadlines.
     interval_s: float = Field(default=15.0, gt=0)
@@ -186,6 +196,7 @@ class Settings(BaseSettings):
     endpoints: EndpointSettings = EndpointSettings()
     render: RenderSettings = RenderSettings()
     coverage: CoverageSettings = CoverageSettings()
+    process: ProcessSettings = ProcessSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
     providers: dict[str, ProviderConfig] = {}
     channels: dict[Channel, ChannelRoute] = {}

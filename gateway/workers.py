@@ -5,6 +5,12 @@ push channel keeps up to `dispatch.concurrency` batches in flight; the reclaim l
 takes over entries other workers left pending longer than `dispatch.claim_idle_s`
 (they crashed); the gauge loop reports queue depths; the coverage monitor refreshes
 coverage and escalates at deadlines. A loop that fails is logged and restarted.
+
+Stopping (`begin_stop`, then `close`): no new entry is read, batches waiting to retry
+are handed back at once, batches in a provider call may finish until the deadline, and
+whatever still runs then is cancelled. A batch handed back or cancelled is never
+acknowledged: its entry stays pending, and another worker takes it over after
+`dispatch.claim_idle_s`; recipients it already reached are not sent to again.
 """
 
 from __future__ import annotations
@@ -53,6 +59,9 @@ class Workers:
         self.consumer = consumer
         self.stop = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
+        self._batches: set[asyncio.Task[Any]] = set()  # batches being sent, of every loop
+        self._waiting: set[asyncio.Task[Any]] = set()  # batches waiting to retry
+        sender.sleep = self._stoppable(sender.sleep)
 
     def plan_streams(self) -> list[str]:
         return [self.store.keys.plan_queue(lane) for lane in LANES]
@@ -94,17 +103,87 @@ class Workers:
                 log.exception("worker loop failed; restarting it in 1 s")
                 await sleep_or_stop(self.stop, 1.0)
 
-    async def close(self, grace_s: float = 5.0) -> None:
+    def _stoppable(
+        self, sleep: Callable[[float], Awaitable[None]]
+    ) -> Callable[[float], Awaitable[None]]:
+        """The sender's waits (retry backoff, rate-limit tokens) as the stop sees them: a
+        batch that would wait once the stop has begun is handed back instead (cancelled
+        before its next provider call), and one waiting is handed back at once."""
+
+        async def wait(seconds: float) -> None:
+            if self.stop.is_set():
+                raise asyncio.CancelledError("stopping: batch handed back")
+            task = asyncio.current_task()
+            if task is None:
+                return await sleep(seconds)
+            self._waiting.add(task)
+            try:
+                await sleep(seconds)
+            finally:
+                self._waiting.discard(task)
+
+        return wait
+
+    def begin_stop(self) -> None:
+        """Take no new work from now on; batches in a provider call go on (see `close`)."""
+        if self.stop.is_set():
+            return
         self.stop.set()
-        await stop_tasks(self._tasks, grace_s)
+        for task in list(self._waiting):
+            task.cancel()  # waiting to retry: handed back now rather than at the deadline
+        log.info(
+            "worker %s stopping: %d batches in flight, %d handed back",
+            self.consumer,
+            len(self._batches) - len(self._waiting),
+            len(self._waiting),
+        )
+
+    async def close(self, grace_s: float = 5.0) -> None:
+        """Stop: work in hand may finish for `grace_s`; what still runs is cancelled, which
+        hands it back (its entry is left pending, never acknowledged)."""
+        self.begin_stop()
+        batches = list(self._batches)
+        await stop_tasks([*self._tasks, *batches], grace_s, cancel_s=1.0)
+        if cut := sum(t.cancelled() for t in batches):
+            log.info("worker %s: %d batches handed back at the deadline", self.consumer, cut)
         self._tasks = []
 
-    async def _plan_loop(self) -> None:
-        block = self.config.settings.dispatch.block_ms
-        while not self.stop.is_set():
-            rows = await self.store.read_group(
-                self.plan_streams(), PLAN_GROUP, self.consumer, count=1, block_ms=block
+    async def _read(
+        self, streams: list[str], group: str, count: int
+    ) -> list[tuple[str, str, dict[str, str]]]:
+        """A blocking read of new entries that gives up when the stop begins: an entry
+        read and then left would wait `claim_idle_s` for another worker."""
+        read = asyncio.ensure_future(
+            self.store.read_group(
+                streams,
+                group,
+                self.consumer,
+                count=count,
+                block_ms=self.config.settings.dispatch.block_ms,
             )
+        )
+        stopping = asyncio.ensure_future(self.stop.wait())
+        try:
+            await asyncio.wait({read, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            read.cancel()
+            raise
+        finally:
+            stopping.cancel()
+        if not read.done():
+            read.cancel()  # the client drops the connection: the server delivers nothing
+            try:
+                return await read  # it may have been answered meanwhile: those are ours
+            except asyncio.CancelledError:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # we are cancelled ourselves, not only the read
+                return []
+        return read.result()
+
+    async def _plan_loop(self) -> None:
+        while not self.stop.is_set():
+            rows = await self._read(self.plan_streams(), PLAN_GROUP, count=1)
             for stream, entry, fields in rows:
                 await self.plan_entry(stream, entry, fields)
 
@@ -122,20 +201,20 @@ class Workers:
 
     async def _send_loop(self, channel: Channel) -> None:
         limit = self.config.settings.dispatch.concurrency
-        block = self.config.settings.dispatch.block_ms
         running: set[asyncio.Task[Any]] = set()
         while not self.stop.is_set():
             free = limit - len(running)
             if free <= 0:
                 await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 continue
-            rows = await self.store.read_group(
-                self.send_streams(channel), SEND_GROUP, self.consumer, count=free, block_ms=block
-            )
+            rows = await self._read(self.send_streams(channel), SEND_GROUP, count=free)
             for row in rows:
-                task = asyncio.create_task(_logged(self.sender.handle(*row)))
+                work = _logged(self.sender.handle(*row))
+                task = asyncio.create_task(work, name=f"batch-{row[1]}")
                 running.add(task)
                 task.add_done_callback(running.discard)
+                self._batches.add(task)  # close() waits for it, then hands it back
+                task.add_done_callback(self._batches.discard)
         if running:
             await asyncio.wait(running)
 
@@ -143,6 +222,8 @@ class Workers:
         idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
         while not self.stop.is_set():
             await sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
+            if self.stop.is_set():
+                return  # stopping: take over nothing more
             for stream in self.plan_streams():
                 for row in await self.store.claim_stale(stream, PLAN_GROUP, self.consumer, idle_ms):
                     await self.plan_entry(*row)
