@@ -27,8 +27,8 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gateway.aio import Deadline, sleep_or_stop, stop_tasks
-from gateway.api import all_routes, problem_middleware
+from gateway.aio import Deadline, LoopHealth, Loops, sleep_or_stop, stop_tasks
+from gateway.api import all_routes, health, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
 from gateway.dispatch import Sender, build_adapters
@@ -41,12 +41,13 @@ from gateway.keys import (
     HTTP,
     HUB,
     INGESTOR,
+    LOOPS,
     METRICS,
     REDIS,
     RENDERER,
     STORE,
 )
-from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.metrics import Metrics
 from gateway.monitor import Monitor
 from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
@@ -114,16 +115,6 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
             log.info("stopped embedded redis-server")
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=request.app[METRICS].render())
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
-
-
 async def _begin_stop(app: web.Application) -> None:
     """aiohttp's on_shutdown: the listener is closed, and requests in progress are about
     to be waited for. Parked devices are answered now, and workers stop taking batches,
@@ -159,6 +150,7 @@ def create_app(
     app[CONFIG] = config
     app[METRICS] = Metrics()
     app[DEADLINE] = Deadline()
+    app[LOOPS] = Loops(app[METRICS].loop_failing)
     app.on_shutdown.append(_begin_stop)
     s = config.settings
     app[RENDERER] = Renderer(s.templates_dir, config.hazards, config.directory, s.render)
@@ -227,13 +219,12 @@ async def run_workers(
     metrics_port: int | None = None,
 ) -> None:
     """`warngate worker`: the app's resources and worker loops until SIGINT or SIGTERM.
-    The alert API is not served; with `metrics_port`, /metrics and /healthz are, so
-    Prometheus sees the workers' sends, retries and breakers."""
+    The alert API is not served; with `metrics_port`, /metrics, /healthz and /readyz
+    are, so Prometheus sees the workers' sends, retries and breakers."""
     n = planners if planners is not None else max(config.settings.dispatch.workers, 1)
     app = create_app(config, workers=n, routes=False)
     if metrics_port is not None:
-        app.router.add_get("/metrics", _metrics)
-        app.router.add_get("/healthz", _healthz)
+        app.add_routes(health.routes)
     app.on_startup.append(_log_worker)
     await run_until_signal(app, metrics_host, metrics_port)
 
@@ -249,7 +240,7 @@ def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
     sender = Sender(config, store, metrics, build_adapters(config, app[HTTP]), name)
     planner = Planner(config, store, app[RENDERER], metrics, sender.batch_sizes())
     monitor = Monitor(config, store, planner, metrics)
-    return Workers(config, store, planner, sender, metrics, name, monitor)
+    return Workers(config, store, planner, sender, metrics, name, monitor, app[LOOPS])
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -295,13 +286,15 @@ def _workers_ctx(planners: int) -> Callable[[web.Application], AsyncIterator[Non
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(_sweep_forever(app, stop), name="expiry-sweeper")
+    health = app[LOOPS].add("expiry-sweeper")
+    task = asyncio.create_task(_sweep_forever(app, stop, health), name="expiry-sweeper")
     yield
     stop.set()
     await stop_tasks([task], min(1.0, app[DEADLINE].left(reserve=AFTER_WORKERS_S)))
+    app[LOOPS].remove(health)
 
 
-async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
+async def _sweep_forever(app: web.Application, stop: asyncio.Event, health: LoopHealth) -> None:
     store, metrics, config = app[STORE], app[METRICS], app[CONFIG]
     every = config.settings.ingest.expiry_sweep_s
     planner = Planner(config, store, app[RENDERER], metrics, {})
@@ -314,7 +307,9 @@ async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
             for alert in expired:
                 await planner.expire(alert)  # devices up to date hear of it too
             metrics.live_alerts.set(await store.live_count())
-        except Exception:
+            health.ok()
+        except Exception as exc:
             if not stop.is_set():
+                health.failed(exc)
                 log.exception("expiry sweep failed; retrying")
         await sleep_or_stop(stop, every)

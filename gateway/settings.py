@@ -170,6 +170,11 @@ class ProcessSettings(_Section):
     # work, answers parked devices, lets batches in flight finish until shortly before
     # this, hands back the rest (left pending for another worker), then stops Redis.
     shutdown_grace_s: float = Field(default=5.0, ge=1, le=300)
+    # /readyz fails when a background loop has had no good round for this long because
+    # it keeps failing (it is restarted after each error).
+    loop_stale_s: float = Field(default=30.0, gt=0)
+    # /readyz gives Redis this long to answer.
+    ready_timeout_s: float = Field(default=2.0, gt=0)
 
 
 class CoverageSettings(_Section):

@@ -4,7 +4,8 @@ Planning loops read the planning streams (red/orange lane first); one send loop 
 push channel keeps up to `dispatch.concurrency` batches in flight; the reclaim loop
 takes over entries other workers left pending longer than `dispatch.claim_idle_s`
 (they crashed); the gauge loop reports queue depths; the coverage monitor refreshes
-coverage and escalates at deadlines. A loop that fails is logged and restarted.
+coverage and escalates at deadlines. A loop that fails is logged and restarted; each
+reports its rounds to a `LoopHealth` (read by /readyz).
 
 Stopping (`begin_stop`, then `close`): no new entry is read, batches waiting to retry
 are handed back at once, batches in a provider call may finish until the deadline, and
@@ -16,12 +17,13 @@ acknowledged: its entry stays pending, and another worker takes it over after
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from gateway.aio import sleep_or_stop, stop_tasks
+from gateway.aio import LoopHealth, Loops, sleep_or_stop, stop_tasks
 from gateway.config import Config
 from gateway.dispatch import KEEP_S, Sender
 from gateway.metrics import Metrics
@@ -49,6 +51,7 @@ class Workers:
         metrics: Metrics,
         consumer: str,
         monitor: Monitor | None = None,
+        loops: Loops | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -58,7 +61,9 @@ class Workers:
         self.metrics = metrics
         self.consumer = consumer
         self.stop = asyncio.Event()
+        self.loops = loops if loops is not None else Loops()
         self._tasks: list[asyncio.Task[None]] = []
+        self._health: list[LoopHealth] = []
         self._batches: set[asyncio.Task[Any]] = set()  # batches being sent, of every loop
         self._waiting: set[asyncio.Task[Any]] = set()  # batches waiting to retry
         sender.sleep = self._stoppable(sender.sleep)
@@ -69,39 +74,60 @@ class Workers:
     def send_streams(self, channel: Channel) -> list[str]:
         return [self.store.keys.send_queue(channel.value, lane) for lane in LANES]
 
-    async def start(self, planners: int = 1) -> None:
+    async def ensure_groups(self) -> None:
+        """The consumer groups of every stream read here (a Redis restarted empty has
+        none: every read would fail with NOGROUP)."""
         for stream in self.plan_streams():
             await self.store.ensure_group(stream, PLAN_GROUP)
-        channels = [c for c in PUSH_CHANNELS if c in self.config.settings.channels]
-        for channel in channels:
+        for channel in self._channels():
             for stream in self.send_streams(channel):
                 await self.store.ensure_group(stream, SEND_GROUP)
-        loops: list[Callable[[], Awaitable[None]]] = [self._plan_loop] * planners
-        loops += [functools.partial(self._send_loop, c) for c in channels]
+
+    def _channels(self) -> list[Channel]:
+        return [c for c in PUSH_CHANNELS if c in self.config.settings.channels]
+
+    async def start(self, planners: int = 1) -> None:
+        try:
+            await self.ensure_groups()
+        except Exception as exc:  # Redis down at start: the loops wait for it
+            log.warning("cannot prepare the streams yet (%s); the loops retry", exc)
+        channels = self._channels()
+        loops: list[tuple[str, Callable[[LoopHealth], Awaitable[None]]]]
+        loops = [("plan", self._plan_loop)] * planners
+        loops += [(f"send-{c.value}", functools.partial(self._send_loop, c)) for c in channels]
         loops += [
-            functools.partial(self._reclaim_loop, channels),
-            functools.partial(self._gauge_loop, channels),
+            ("reclaim", functools.partial(self._reclaim_loop, channels)),
+            ("gauges", functools.partial(self._gauge_loop, channels)),
         ]
         if self.monitor is not None:
-            interval = self.config.settings.coverage.interval_s
-            loops.append(functools.partial(self.monitor.run, self.stop, interval))
+            loops.append(("monitor", self._monitor_loop))
+        self._health = [self.loops.add(name) for name, _ in loops]
         self._tasks = [
-            asyncio.create_task(self._forever(loop), name=f"worker-{getattr(loop, 'func', loop)}")
-            for loop in loops
+            asyncio.create_task(self._forever(loop, health), name=f"worker-{health.name}")
+            for (_, loop), health in zip(loops, self._health, strict=True)
         ]
 
-    async def _forever(self, loop: Callable[[], Awaitable[None]]) -> None:
+    async def _forever(
+        self, loop: Callable[[LoopHealth], Awaitable[None]], health: LoopHealth
+    ) -> None:
         """Keep a worker loop alive through errors (Redis restarting, a bug): log, go on."""
-        while not self.stop.is_set():
-            try:
-                await loop()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                if self.stop.is_set():
-                    return  # shutting down: Redis may already be gone
-                log.exception("worker loop failed; restarting it in 1 s")
-                await sleep_or_stop(self.stop, 1.0)
+        try:
+            while not self.stop.is_set():
+                try:
+                    await loop(health)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    if self.stop.is_set():
+                        return  # shutting down: Redis may already be gone
+                    health.failed(exc)
+                    log.exception("worker loop %s failed; restarting it in 1 s", health.name)
+                    await sleep_or_stop(self.stop, 1.0)
+                    if "NOGROUP" in str(exc):
+                        with contextlib.suppress(Exception):  # the next round says
+                            await self.ensure_groups()
+        finally:
+            health.ended = not self.stop.is_set()
 
     def _stoppable(
         self, sleep: Callable[[float], Awaitable[None]]
@@ -147,6 +173,9 @@ class Workers:
         if cut := sum(t.cancelled() for t in batches):
             log.info("worker %s: %d batches handed back at the deadline", self.consumer, cut)
         self._tasks = []
+        for health in self._health:
+            self.loops.remove(health)
+        self._health = []
 
     async def _read(
         self, streams: list[str], group: str, count: int
@@ -181,11 +210,12 @@ class Workers:
                 return []
         return read.result()
 
-    async def _plan_loop(self) -> None:
+    async def _plan_loop(self, health: LoopHealth) -> None:
         while not self.stop.is_set():
             rows = await self._read(self.plan_streams(), PLAN_GROUP, count=1)
             for stream, entry, fields in rows:
                 await self.plan_entry(stream, entry, fields)
+            health.ok()
 
     async def plan_entry(self, stream: str, entry: str, fields: dict[str, str]) -> None:
         alert = fields.get("id", "")
@@ -199,7 +229,7 @@ class Workers:
             self.metrics.plans.labels("failed").inc()
         await self.store.ack(stream, PLAN_GROUP, entry)
 
-    async def _send_loop(self, channel: Channel) -> None:
+    async def _send_loop(self, channel: Channel, health: LoopHealth) -> None:
         limit = self.config.settings.dispatch.concurrency
         running: set[asyncio.Task[Any]] = set()
         while not self.stop.is_set():
@@ -215,10 +245,11 @@ class Workers:
                 task.add_done_callback(running.discard)
                 self._batches.add(task)  # close() waits for it, then hands it back
                 task.add_done_callback(self._batches.discard)
+            health.ok()
         if running:
             await asyncio.wait(running)
 
-    async def _reclaim_loop(self, channels: list[Channel]) -> None:
+    async def _reclaim_loop(self, channels: list[Channel], health: LoopHealth) -> None:
         idle_ms = int(self.config.settings.dispatch.claim_idle_s * 1000)
         while not self.stop.is_set():
             await sleep_or_stop(self.stop, max(idle_ms / 2000, 0.05))
@@ -233,8 +264,9 @@ class Workers:
                     for row in rows:
                         log.info("took over batch %s of %s", row[1], stream)
                         await _logged(self.sender.handle(*row))
+            health.ok()
 
-    async def _gauge_loop(self, channels: list[Channel]) -> None:
+    async def _gauge_loop(self, channels: list[Channel], health: LoopHealth) -> None:
         while not self.stop.is_set():
             streams = [(s, PLAN_GROUP) for s in self.plan_streams()]
             streams += [(s, SEND_GROUP) for c in channels for s in self.send_streams(c)]
@@ -243,7 +275,17 @@ class Workers:
                 name = stream.removeprefix(self.store.prefix + ":")
                 self.metrics.queue_depth.labels(name, "lag").set(lag)
                 self.metrics.queue_depth.labels(name, "pending").set(pending)
+            health.ok()
             await sleep_or_stop(self.stop, 5.0)
+
+    async def _monitor_loop(self, health: LoopHealth) -> None:
+        """The coverage monitor's rounds; an error restarts the loop (and shows in health)."""
+        assert self.monitor is not None
+        interval = self.config.settings.coverage.interval_s
+        while not self.stop.is_set():
+            await self.monitor.tick()
+            health.ok()
+            await sleep_or_stop(self.stop, interval)
 
 
 async def _logged(work: Awaitable[Any]) -> None:

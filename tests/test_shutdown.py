@@ -280,7 +280,7 @@ async def test_worker_stops_in_time_and_hands_back_what_it_did_not_finish(
     proc = await start(args, env, log)
     try:
         async with aiohttp.ClientSession() as http:
-            await until_ready(http, f"http://127.0.0.1:{metrics_port}/healthz", proc, log)
+            await until_ready(http, f"http://127.0.0.1:{metrics_port}/readyz", proc, log)
         await until_calls_settle(fake, at_least=6)
         calls = len(fake.calls)
         took = await stop_in_time(proc, log)
