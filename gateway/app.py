@@ -2,7 +2,13 @@
 
 Each resource lives in one cleanup-context generator: opened before `yield`, closed
 after. Tests build the app through the same factory; `warngate worker` runs the same
-application without an HTTP listener.
+application without the alert API.
+
+Stopping (SIGTERM or SIGINT; `run_until_signal`) follows one deadline,
+`process.shutdown_grace_s` after the signal: the listener closes; parked long-polls are
+answered and event streams end with a retry hint (`on_shutdown`); workers take no new
+batches and let those in flight finish until shortly before the deadline, then hand back
+the rest; receipts are flushed; the embedded Redis stops last.
 """
 
 from __future__ import annotations
@@ -21,15 +27,27 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import BlockingConnectionPool, Redis
 
-from gateway.aio import sleep_or_stop, stop_tasks
-from gateway.api import all_routes, problem_middleware
+from gateway.aio import Deadline, LoopHealth, Loops, sleep_or_stop, stop_tasks
+from gateway.api import all_routes, health, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
 from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.ingest import Ingestor
-from gateway.keys import CONFIG, DESK, HTTP, HUB, INGESTOR, METRICS, REDIS, RENDERER, STORE
-from gateway.metrics import CONTENT_TYPE_LATEST, Metrics
+from gateway.keys import (
+    CONFIG,
+    DEADLINE,
+    DESK,
+    HTTP,
+    HUB,
+    INGESTOR,
+    LOOPS,
+    METRICS,
+    REDIS,
+    RENDERER,
+    STORE,
+)
+from gateway.metrics import Metrics
 from gateway.monitor import Monitor
 from gateway.planner import Planner
 from gateway.redis_server import EmbeddedRedis
@@ -43,12 +61,17 @@ __all__ = [
     "consumer_name",
     "create_app",
     "open_redis",
+    "run_until_signal",
     "run_workers",
+    "serve",
     "settle_heap",
 ]
 
 log = logging.getLogger("warngate.app")
 WORKERS: web.AppKey[Workers] = web.AppKey("workers")
+# Kept from the shutdown deadline for what comes after the workers: flushing device
+# receipts, closing connections, stopping the embedded Redis (its AOF written).
+AFTER_WORKERS_S = 1.0
 
 
 def consumer_name() -> str:
@@ -87,18 +110,20 @@ async def open_redis(config: Config) -> AsyncIterator[Redis]:
         yield client
     finally:
         await client.aclose()
-        if embedded is not None:
-            await asyncio.to_thread(embedded.stop)
+        if embedded is not None:  # last: everything else has let go of it
+            await asyncio.to_thread(embedded.stop, 3.0)
+            log.info("stopped embedded redis-server")
 
 
-async def _metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=request.app[METRICS].render())
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return web.json_response({"status": "ok"})
+async def _begin_stop(app: web.Application) -> None:
+    """aiohttp's on_shutdown: the listener is closed, and requests in progress are about
+    to be waited for. Parked devices are answered now, and workers stop taking batches,
+    so that both drain while aiohttp waits."""
+    app[DEADLINE].start(app[CONFIG].settings.process.shutdown_grace_s)
+    app[HUB].drain()
+    workers = app.get(WORKERS)
+    if workers is not None:
+        workers.begin_stop()
 
 
 def settle_heap() -> None:
@@ -124,6 +149,9 @@ def create_app(
     app = web.Application(middlewares=[problem_middleware], client_max_size=1024**2 * 4)
     app[CONFIG] = config
     app[METRICS] = Metrics()
+    app[DEADLINE] = Deadline()
+    app[LOOPS] = Loops(app[METRICS].loop_failing)
+    app.on_shutdown.append(_begin_stop)
     s = config.settings
     app[RENDERER] = Renderer(s.templates_dir, config.hazards, config.directory, s.render)
     if background:
@@ -141,6 +169,48 @@ def create_app(
     return app
 
 
+async def run_until_signal(app: web.Application, host: str | None, port: int | None) -> None:
+    """Run an app (listening on host:port if a port is given) until SIGINT or SIGTERM,
+    then stop it within `process.shutdown_grace_s` (see the module docstring)."""
+    grace = app[CONFIG].settings.process.shutdown_grace_s
+    # aiohttp waits this long for requests in progress once parked devices are answered
+    # (a slow upload, a big answer); the workers drain meanwhile.
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=grace / 3)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    received: list[str] = []
+
+    def on_signal(sig: signal.Signals) -> None:
+        if received:
+            log.warning("%s: already stopping (done within %.0f s)", sig.name, grace)
+            return
+        received.append(sig.name)
+        app[DEADLINE].start(grace)
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, on_signal, sig)
+    try:
+        await runner.setup()
+        if port is not None:
+            await web.TCPSite(runner, host, port).start()
+            log.info("listening on http://%s:%d", host, port)
+        await stop.wait()
+        log.info("%s: stopping within %.0f s", received[0], grace)
+    finally:
+        started = loop.time()
+        await runner.cleanup()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(sig)
+        log.info("stopped in %.1f s", loop.time() - started)
+
+
+async def serve(config: Config) -> None:
+    """`warngate serve`: the API and (with `dispatch.workers` >= 1) the worker loops."""
+    s = config.settings
+    await run_until_signal(create_app(config), s.host, s.port)
+
+
 async def run_workers(
     config: Config,
     *,
@@ -149,26 +219,18 @@ async def run_workers(
     metrics_port: int | None = None,
 ) -> None:
     """`warngate worker`: the app's resources and worker loops until SIGINT or SIGTERM.
-    The alert API is not served; with `metrics_port`, /metrics and /healthz are, so
-    Prometheus sees the workers' sends, retries and breakers."""
+    The alert API is not served; with `metrics_port`, /metrics, /healthz and /readyz
+    are, so Prometheus sees the workers' sends, retries and breakers."""
     n = planners if planners is not None else max(config.settings.dispatch.workers, 1)
     app = create_app(config, workers=n, routes=False)
     if metrics_port is not None:
-        app.router.add_get("/metrics", _metrics)
-        app.router.add_get("/healthz", _healthz)
-    runner = web.AppRunner(app, handle_signals=False)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await runner.setup()
-    if metrics_port is not None:
-        await web.TCPSite(runner, metrics_host, metrics_port).start()
+        app.add_routes(health.routes)
+    app.on_startup.append(_log_worker)
+    await run_until_signal(app, metrics_host, metrics_port)
+
+
+async def _log_worker(app: web.Application) -> None:
     log.info("worker %s running", app[WORKERS].consumer)
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
 
 
 def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
@@ -178,7 +240,7 @@ def build_workers(app: web.Application, consumer: str | None = None) -> Workers:
     sender = Sender(config, store, metrics, build_adapters(config, app[HTTP]), name)
     planner = Planner(config, store, app[RENDERER], metrics, sender.batch_sizes())
     monitor = Monitor(config, store, planner, metrics)
-    return Workers(config, store, planner, sender, metrics, name, monitor)
+    return Workers(config, store, planner, sender, metrics, name, monitor, app[LOOPS])
 
 
 async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
@@ -217,20 +279,22 @@ def _workers_ctx(planners: int) -> Callable[[web.Application], AsyncIterator[Non
         app[WORKERS] = workers
         await workers.start(planners=planners)
         yield
-        await workers.close()
+        await workers.close(app[DEADLINE].left(reserve=AFTER_WORKERS_S))
 
     return ctx
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
     stop = asyncio.Event()
-    task = asyncio.create_task(_sweep_forever(app, stop), name="expiry-sweeper")
+    health = app[LOOPS].add("expiry-sweeper")
+    task = asyncio.create_task(_sweep_forever(app, stop, health), name="expiry-sweeper")
     yield
     stop.set()
-    await stop_tasks([task], 2.0)
+    await stop_tasks([task], min(1.0, app[DEADLINE].left(reserve=AFTER_WORKERS_S)))
+    app[LOOPS].remove(health)
 
 
-async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
+async def _sweep_forever(app: web.Application, stop: asyncio.Event, health: LoopHealth) -> None:
     store, metrics, config = app[STORE], app[METRICS], app[CONFIG]
     every = config.settings.ingest.expiry_sweep_s
     planner = Planner(config, store, app[RENDERER], metrics, {})
@@ -245,7 +309,9 @@ async def _sweep_forever(app: web.Application, stop: asyncio.Event) -> None:
             if await store.purge_dead_letters():
                 log.info("dead letters past the retention removed")
             metrics.live_alerts.set(await store.live_count())
-        except Exception:
+            health.ok()
+        except Exception as exc:
             if not stop.is_set():
+                health.failed(exc)
                 log.exception("expiry sweep failed; retrying")
         await sleep_or_stop(stop, every)

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
-from aiohttp import web
 
 from gateway.auth import hash_key, new_key
 from gateway.cap import decode, to_alert
 from gateway.config import load_config
 from gateway.errors import ConfigError, ProblemError
+from gateway.settings import packaged_dir
 
 __all__ = ["main"]
 
@@ -127,21 +128,35 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "simulate":
             from gateway.sim.cli import run_simulate
 
-            return asyncio.run(run_simulate(load_config(args.config), args))
+            return asyncio.run(run_simulate(load_config(_sample_or(args.config)), args))
         if args.command == "endpoint-sim":
             from gateway.sim.cli import run_endpoint
 
-            return asyncio.run(run_endpoint(load_config(args.config), args))
+            return asyncio.run(run_endpoint(load_config(_sample_or(args.config)), args))
         if args.command == "demo":
             from gateway.demo import run_demo
 
-            return run_demo(load_config(args.config, **_overrides(args)))
+            return run_demo(load_config(_sample_or(args.config), **_overrides(args)))
     except ConfigError as exc:
         print("configuration problems:", file=sys.stderr)
         for issue in exc.issues:
             print(f"  {issue}", file=sys.stderr)
+        if any(i.reason == "configuration directory not found" for i in exc.issues):
+            print(
+                "give one with --config DIR or WARNGATE_CONFIG; the sample configuration"
+                f" installed with warngate is {packaged_dir('config')}",
+                file=sys.stderr,
+            )
         return 2
     raise AssertionError(args.command)
+
+
+def _sample_or(directory: Path | None) -> Path | None:
+    """The sample county's tools (demo, simulate, endpoint-sim) use the sample
+    configuration installed with warngate when none is named and there is no ./config."""
+    if directory is None and not os.environ.get("WARNGATE_CONFIG") and not Path("config").is_dir():
+        return packaged_dir("config")
+    return directory
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, object]:
@@ -150,13 +165,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, object]:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from gateway.app import create_app
+    from gateway.app import serve
 
     config = load_config(args.config, **_overrides(args))
-    s = config.settings
-    logging.getLogger().setLevel(s.log_level)
-    app = create_app(config)
-    web.run_app(app, host=s.host, port=s.port, print=lambda m: logging.info("%s", m))
+    logging.getLogger().setLevel(config.settings.log_level)
+    asyncio.run(serve(config))
     return 0
 
 

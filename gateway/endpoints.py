@@ -8,7 +8,9 @@ A cancelled or expired warning is always presented as `action: cancel`.
 
 One `EndpointHub` per process tails the unit-state stream (one Redis connection for
 all devices) and wakes the long-polls and event streams of the units that changed.
-What devices fetch is written back as `sent` receipts in bulk, every 200 ms.
+What devices fetch is written back as `sent` receipts in bulk, every 200 ms. When the
+process stops (`drain`), parked long-polls are answered at once with what they have (no
+change, and their cursor) and event streams end with a `retry:` hint.
 
 The protocol is documented for device makers in docs/endpoint-protocol.md.
 """
@@ -20,6 +22,7 @@ import contextlib
 import hmac
 import logging
 import math
+import random
 import re
 import time
 from collections.abc import AsyncIterator
@@ -53,6 +56,7 @@ TAIL_OK_S = 3.0  # the tail is keeping up when a read of it returned this recent
 PRESENTED_MAX = 20_000  # presented entries kept (shared by the devices of a unit)
 LOUDSPEAKER = LoudspeakerAdapter()
 DISPLAY = DisplayAdapter(layout_lines, max_pages=RenderSettings().display_max_pages)
+STOPPING_FRAME = b": the gateway is stopping; reconnect\nretry: %d\n\n"
 
 
 def visible(entry: UnitEntry, endpoint: Endpoint) -> bool:
@@ -207,6 +211,7 @@ class EndpointHub:
         self._pull_units: dict[str, set[tuple[str, str]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self._stop = asyncio.Event()
+        self._draining = False
         self.connected = 0
         metrics.endpoints_connected.set_function(lambda: self.connected)
 
@@ -218,7 +223,15 @@ class EndpointHub:
             asyncio.create_task(self._flush_forever(), name="endpoint-receipts"),
         ]
 
+    def drain(self) -> None:
+        """The process is stopping: wake every parked long-poll and event stream, which
+        then answer or end (see `wait_changes` and `stream`)."""
+        self._draining = True
+        for event in self._events.values():
+            event.set()
+
     async def close(self) -> None:
+        self._draining = True
         self._stop.set()
         for task in self._tasks:  # the tail may be in a 1 s blocking read: do not wait
             task.cancel()
@@ -278,6 +291,8 @@ class EndpointHub:
         event = self._events.get(unit)
         if event is None:
             event = self._events[unit] = asyncio.Event()
+        if self._draining:
+            event.set()  # stopping: nobody parks any more
         return event
 
     # -- devices -----------------------------------------------------------------------
@@ -395,8 +410,8 @@ class EndpointHub:
             event = self.event_for(endpoint.unit)
             cursor, changes = await self.changes(endpoint, since)
             left = deadline - time.monotonic()
-            if changes or left <= 0:
-                return cursor, changes
+            if changes or left <= 0 or self._draining:
+                return cursor, changes  # stopping: no change, and the cursor to ask again
             # asyncio.timeout, not wait_for: no task per parked device (a fifth of the
             # CPU with 10,000 devices waking together).
             with contextlib.suppress(TimeoutError):
@@ -407,6 +422,11 @@ class EndpointHub:
         """Server-sent events: each change as an event frame; a comment for keepalive."""
         cursor = since
         while not self._stop.is_set():
+            if self._draining:
+                # Stopping: reconnect (Last-Event-ID) after a random 1-5 s, so that the
+                # devices of a county do not all come back in the same second.
+                yield STOPPING_FRAME % random.randint(1000, 5000)
+                return
             event = self.event_for(endpoint.unit)
             cursor, changes = await self._changes(endpoint, cursor)
             for change in changes:

@@ -8,6 +8,7 @@ from aiohttp import ClientSession, web
 from redis.asyncio import Redis
 
 if TYPE_CHECKING:
+    from gateway.aio import Deadline, Loops
     from gateway.callbacks import ReceiptDesk
     from gateway.config import Config
     from gateway.endpoints import EndpointHub
@@ -18,10 +19,12 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG",
+    "DEADLINE",
     "DESK",
     "HTTP",
     "HUB",
     "INGESTOR",
+    "LOOPS",
     "METRICS",
     "REDIS",
     "RENDERER",
@@ -37,3 +40,6 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
 HUB: web.AppKey[EndpointHub] = web.AppKey("endpoint-hub")
 HTTP: web.AppKey[ClientSession] = web.AppKey("http-client")
 DESK: web.AppKey[ReceiptDesk] = web.AppKey("receipt-desk")
+# The process: when a stop must be done, and the health of its background loops.
+DEADLINE: web.AppKey[Deadline] = web.AppKey("shutdown-deadline")
+LOOPS: web.AppKey[Loops] = web.AppKey("loop-health")

@@ -282,6 +282,13 @@ class Metrics:
             ["county"],
             registry=r,
         )
+        # The process's background loops (gateway/aio.py: LoopHealth).
+        self.loop_failing = Gauge(
+            "warngate_loop_failing",
+            "1 while a background loop's last round failed (it is restarted), else 0.",
+            ["loop"],
+            registry=r,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

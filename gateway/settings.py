@@ -8,6 +8,7 @@ A bad value fails at start with its key name (`ConfigError`).
 
 from __future__ import annotations
 
+import importlib.resources
 import os
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ __all__ = [
     "EndpointSettings",
     "IngestLimits",
     "IngestSettings",
+    "ProcessSettings",
     "RedisSettings",
     "RenderSettings",
     "Settings",
     "default_data_dir",
     "load_settings",
+    "packaged_dir",
 ]
 
 SETTINGS_FILE = "gateway.yaml"
@@ -186,8 +189,35 @@ class RenderSettings(_Section):
     terms: dict[str, dict[str, str]] = {}
 
 
+def packaged_dir(name: str) -> Path:
+    """A directory warngate ships beside its code: `templates`, or `config` (the sample).
+
+    Installed from a wheel, both are package data under `gateway/_data/` (pyproject.toml
+    maps them there); in a checkout (editable install, tests) they are the top-level
+    directories beside `gateway/`.
+    """
+    installed = importlib.resources.files("gateway") / "_data" / name
+    if isinstance(installed, Path) and installed.is_dir():
+        return installed
+    return Path(__file__).resolve().parent.parent / name
+
+
 def _default_templates() -> Path:
-    return Path(__file__).resolve().parent.parent / "templates"
+    return packaged_dir("templates")
+
+
+class ProcessSettings(_Section):
+    """Stopping and health of every warngate process (serve and worker)."""
+
+    # On SIGTERM or SIGINT the process is gone within this many seconds: it stops taking
+    # work, answers parked devices, lets batches in flight finish until shortly before
+    # this, hands back the rest (left pending for another worker), then stops Redis.
+    shutdown_grace_s: float = Field(default=5.0, ge=1, le=300)
+    # /readyz fails when a background loop has had no good round for this long because
+    # it keeps failing (it is restarted after each error).
+    loop_stale_s: float = Field(default=30.0, gt=0)
+    # /readyz gives Redis this long to answer.
+    ready_timeout_s: float = Field(default=2.0, gt=0)
 
 
 class CoverageSettings(_Section):
@@ -232,6 +262,7 @@ class Settings(BaseSettings):
     render: RenderSettings = RenderSettings()
     coverage: CoverageSettings = CoverageSettings()
     retention: RetentionSettings = RetentionSettings()
+    process: ProcessSettings = ProcessSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
     providers: dict[str, ProviderConfig] = {}
     channels: dict[Channel, ChannelRoute] = {}

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -254,3 +255,24 @@ async def gateway(
         clock,
         fakes,
     )
+
+
+# -- programs that are not Python packages ---------------------------------------------
+
+IN_CI = os.environ.get("WARNGATE_CI") == "1"  # set by .ci/run
+
+
+def need_program(name: str, debian_package: str) -> str:
+    """The path of a program a test needs. When it is missing the test fails in CI
+    (`.ci/run` installs it, so missing there is a fault) and is skipped elsewhere, with
+    the package to install."""
+    found = shutil.which(name)
+    for folder in ("/usr/sbin", "/usr/bin"):  # not always on a non-root PATH
+        if found is None and os.access(f"{folder}/{name}", os.X_OK):
+            found = f"{folder}/{name}"
+    if found is not None:
+        return found
+    reason = f"needs the program {name} (Debian: apt-get install {debian_package})"
+    if IN_CI:
+        pytest.fail(f"{reason}; .ci/run should have installed it", pytrace=False)
+    pytest.skip(reason)

@@ -1,4 +1,4 @@
-"""API: alerts for agencies and operators (post, read, list), health and metrics.
+"""API: alerts for agencies and operators (post, read, list) and dead letters.
 
 Handlers read the request, call one stage, and write JSON. Every error leaves as
 `application/problem+json` (RFC 9457) with a stable `code` and, for field problems, an
@@ -16,13 +16,12 @@ import orjson
 from aiohttp import web
 
 from gateway import codes
-from gateway.api.common import authorization, json_response, problem_response, read_body
+from gateway.api.common import authorization, json_response, read_body
 from gateway.api.params import int_param
 from gateway.auth import Agency, Principal, Registry
 from gateway.errors import BadRequest, NotFound, ProblemError
 from gateway.ingest import links
 from gateway.keys import CONFIG, INGESTOR, METRICS, STORE
-from gateway.metrics import CONTENT_TYPE_LATEST
 from gateway.models import AlertRecord, AlertState, Channel
 
 __all__ = ["routes"]
@@ -242,33 +241,3 @@ async def readable(request: web.Request) -> AlertRecord:
     if record is None or not may_read(principal, record, request.app[CONFIG].registry):
         raise NotFound(f"no alert {request.match_info['id']!r}", code="alert-not-found")
     return record
-
-
-# -- health ----------------------------------------------------------------------------
-
-
-@routes.get("/healthz")
-async def healthz(request: web.Request) -> web.Response:
-    return json_response({"status": "ok"})
-
-
-@routes.get("/readyz")
-async def readyz(request: web.Request) -> web.Response:
-    try:
-        await request.app[STORE].ping()
-    except Exception as exc:  # any failure to reach Redis means not ready
-        err = ProblemError(
-            f"Redis is not reachable: {type(exc).__name__}",
-            code="not-ready",
-            status=503,
-            title="Not ready",
-        )
-        return problem_response(err, request.path)
-    return json_response({"status": "ready"})
-
-
-@routes.get("/metrics")
-async def metrics(request: web.Request) -> web.Response:
-    resp = web.Response(body=request.app[METRICS].render())
-    resp.headers["Content-Type"] = CONTENT_TYPE_LATEST
-    return resp
