@@ -33,6 +33,8 @@ from typing import Any
 
 import aiohttp
 import orjson
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, stop_after_attempt
 from tenacity.stop import stop_base
 
@@ -459,13 +461,7 @@ class Sender:
                 " not sent again", len(maybe), channel.value, batch.alert, provider, code,
             )  # fmt: skip
             updates += maybe
-        await self.store.record(
-            batch.alert,
-            channel.value,
-            updates,
-            accepted_ms=batch.accepted_ms,
-            reach_state=reach_state(channel),
-        )
+        await self._record_what_the_provider_took(batch, channel, updates)
         sent, failed = len(result.accepted) + len(maybe), len(result.rejected)
         self.metrics.deliveries.labels(channel.value, provider, "sent").inc(sent)
         if failed:
@@ -473,6 +469,32 @@ class Sender:
         age = max(0.0, (now_ms() - batch.accepted_ms) / 1000)
         self.metrics.latency.observe((channel.value, "sent"), age, sent)
         return sent, failed
+
+    async def _record_what_the_provider_took(
+        self, batch: Batch, channel: Channel, updates: list[ReceiptUpdate]
+    ) -> None:
+        """The provider has the batch: its receipts must be written, or the batch would
+        be sent again by whoever takes it over. So a Redis that is away (restarting,
+        loading its append-only file, failing over) is waited for, up to
+        `dispatch.record_retry_s`, rather than given up at once."""
+        deadline = time.monotonic() + self.settings.record_retry_s
+        pause = 0.1
+        while True:
+            try:
+                await self.store.record(
+                    batch.alert,
+                    channel.value,
+                    updates,
+                    accepted_ms=batch.accepted_ms,
+                    reach_state=reach_state(channel),
+                )
+                return
+            except (RedisConnectionError, RedisTimeoutError) as exc:
+                if time.monotonic() + pause > deadline:
+                    raise
+                log.warning("receipts of batch %s not written yet (%s); retrying", batch.key, exc)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _close(self, batch: Batch, recipients: Any, state: str, reason: str) -> _Outcome:
         updates = [
@@ -547,19 +569,26 @@ class Sender:
         return primary
 
     async def _breaker(self, channel: Channel, provider: str, *, ok: bool) -> None:
+        """Count a call for the breaker. Advisory: it runs between the provider's answer
+        and the write of what it took, so a Redis that is away here must not lose the
+        answer (the batch would be sent again); the count is skipped instead."""
         route = self.config.settings.channels[channel]
         if provider != route.primary or not route.secondary:
             return
         b = route.breaker
-        state = await self.store.breaker_record(
-            provider,
-            ok,
-            window_ms=int(b.window_s * 1000),
-            error_rate=b.error_rate,
-            min_calls=b.min_calls,
-            cooldown_ms=int(b.cooldown_s * 1000),
-            now=self.clock(),
-        )
+        try:
+            state = await self.store.breaker_record(
+                provider,
+                ok,
+                window_ms=int(b.window_s * 1000),
+                error_rate=b.error_rate,
+                min_calls=b.min_calls,
+                cooldown_ms=int(b.cooldown_s * 1000),
+                now=self.clock(),
+            )
+        except (RedisConnectionError, RedisTimeoutError) as exc:
+            log.warning("breaker of %s not counted (%s)", provider, exc)
+            return
         self.metrics.circuit_state.labels(provider).set(state)
 
     async def _take_tokens(self, adapter: PushAdapter, n: int) -> None:

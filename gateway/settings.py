@@ -155,6 +155,9 @@ class DispatchSettings(_Section):
     # A worker renews a lease this long; work of a worker whose lease ran out (it died)
     # is taken over, never that of a live one, however long it waits.
     worker_lease_s: float = Field(default=10.0, gt=0)
+    # Receipts of a batch the provider took are written even if Redis is away for this
+    # long (restarting, loading): otherwise the batch would be sent again.
+    record_retry_s: float = Field(default=60.0, ge=0)
 
 
 class EndpointSettings(_Section):

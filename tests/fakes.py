@@ -42,6 +42,7 @@ class Call:
     headers: dict[str, str]
     behaviour: str
     fresh: list[str] = field(default_factory=list)  # ids not taken before (with dedupe)
+    answered: bool = False  # the provider has answered (set as the answer leaves)
 
     @property
     def ids(self) -> list[str]:
@@ -100,6 +101,12 @@ class FakeProvider:
         else:
             call.fresh = call.ids
         self.calls.append(call)
+        try:
+            return await self._answer(request, call, behaviour)
+        finally:
+            call.answered = True
+
+    async def _answer(self, request: web.Request, call: Call, behaviour: str) -> web.Response:
         self.arrived.set()
         if self.gate is not None:
             await self.gate.wait()
