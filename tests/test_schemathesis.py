@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import os
 import threading
 import uuid
@@ -284,7 +285,8 @@ _INFO_MORE = ("effective", "onset", "expires", "resource", "responseType", "cont
 
 
 def _graft(body: dict[str, Any], info_fields: tuple[str, ...]) -> dict[str, Any]:
-    digest = hashlib.sha256(orjson.dumps(body, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    # json, not orjson: a generated body may hold integers beyond 64 bits
+    digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=repr).encode()).hexdigest()
     valid = A.alert(identifier=f"FUZZ-{digest[:16]}", geocodes=[UNIT])
     grafted = {**valid, **{k: body[k] for k in _ALERT_TEXTS if k in body}}
     infos = body.get("info")
