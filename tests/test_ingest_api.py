@@ -429,3 +429,24 @@ async def test_two_authorization_headers_are_401(client: Client) -> None:
 async def test_list_limit_is_ascii_digits(client: Client, limit: str) -> None:
     resp = await client.get(ALERTS, params={"limit": limit}, headers=A.auth())
     await problem(resp, 400, "bad-query")
+
+
+async def test_rendered_messages_take_a_unit_code_and_a_known_channel_only(
+    client: TestClient[Any, Any],
+) -> None:
+    """`unit` went into a Redis pattern unescaped (`*` read every unit's texts, `[`
+    reached the pattern matcher) and an unknown `channel` answered an empty list."""
+    resp = await client.post(
+        "/api/v1/alerts", data=orjson.dumps(A.alert()), headers=A.json_headers()
+    )
+    alert = (await resp.json())["id"]
+    for query in ({"unit": "*"}, {"unit": "6523[0-9]*"}, {"unit": "?"}, {"channel": "pigeon"}):
+        got = await client.get(f"/api/v1/alerts/{alert}/messages", params=query,
+                               headers=A.auth(A.OPERATOR))  # fmt: skip
+        assert got.status == 400, query
+        body = await got.json()
+        assert (body["code"], body["parameter"]) == ("bad-query", next(iter(query)))
+    ok = await client.get(f"/api/v1/alerts/{alert}/messages",
+                          params={"unit": "652301001001", "channel": "sms"},
+                          headers=A.auth(A.OPERATOR))  # fmt: skip
+    assert ok.status == 200

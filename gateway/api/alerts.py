@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway import codes
 from gateway.api.common import authorization, json_response, read_body
-from gateway.api.params import int_param
+from gateway.api.params import choice_param, code_param, int_param
 from gateway.auth import Agency, Principal, Registry
 from gateway.errors import BadRequest, NotFound, ProblemError
 from gateway.ingest import links
@@ -201,8 +201,8 @@ async def deliveries(request: web.Request) -> web.Response:
 async def rendered_messages(request: web.Request) -> web.Response:
     """The texts as rendered, per channel × unit × language × kind (what was sent)."""
     record = await readable(request)
-    unit = request.query.get("unit")
-    channel = request.query.get("channel")
+    unit = code_param(request, "unit")
+    channel = choice_param(request, "channel", tuple(c.value for c in Channel))
     rows = await request.app[STORE].rendered(record.id, unit=unit)
     out = []
     for key, raw in rows.items():

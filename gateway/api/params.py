@@ -1,4 +1,4 @@
-"""API: numeric query parameters, read strictly or refused with 400 `bad-query`.
+"""API: query parameters, read strictly or refused with 400 `bad-query`.
 
 `float()` and `int()` take far more than a client means to send: `nan`, `inf`, `1e309`,
 `1_000`, Arabic-Indic digits, signs and spaces. A NaN that reaches `asyncio.timeout` is
@@ -16,9 +16,10 @@ from aiohttp import web
 
 from gateway.errors import BadRequest, FieldError
 
-__all__ = ["int_param", "seconds_param"]
+__all__ = ["choice_param", "code_param", "int_param", "seconds_param"]
 
 _WHOLE = re.compile(r"[0-9]{1,20}")
+_DIVISION = re.compile(r"[0-9]{2,12}")  # a division code (gateway.codes): digits only
 _DECIMAL = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,20})?")  # str(0.1 + 0.2) has 17 decimals
 
 
@@ -58,3 +59,24 @@ def seconds_param(
     if _DECIMAL.fullmatch(raw) is None or not low <= float(raw) <= high:
         raise _bad(name, f"{name} must be a number of seconds from {low:g} to {high:g}")
     return float(raw)
+
+
+def code_param(request: web.Request, name: str) -> str | None:
+    """A division code (2–12 ASCII digits), or None when absent: nothing else reaches a
+    Redis pattern (`*`, `?`, `[` would widen what is matched)."""
+    raw = _one(request, name)
+    if raw is None or raw == "":
+        return None
+    if _DIVISION.fullmatch(raw) is None:
+        raise _bad(name, f"{name} must be a division code (2 to 12 digits)")
+    return raw
+
+
+def choice_param(request: web.Request, name: str, choices: tuple[str, ...]) -> str | None:
+    """One of `choices`, or None when absent."""
+    raw = _one(request, name)
+    if raw is None or raw == "":
+        return None
+    if raw not in choices:
+        raise _bad(name, f"{name} must be one of: {', '.join(choices)}")
+    return raw
