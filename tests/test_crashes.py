@@ -166,6 +166,8 @@ def check(fake: FakeProvider, want: set[str], in_flight: set[str], limit_calls: 
     assert max(mine.values()) <= 2
     assert twice <= in_flight, f"{len(twice - in_flight)} got it twice outside a batch in flight"
     dup_calls = sum(1 for c in fake.calls if set(c.ids) & twice) // 2
+    print(f"lost 0; {len(twice)} recipients twice, in {dup_calls} batches; "
+          f"{len(in_flight)} were in flight")  # fmt: skip
     assert dup_calls <= limit_calls
 
 
