@@ -310,7 +310,7 @@ class Sender:
             stop=stop_after_attempt(left) | stop_when(past_expiry),
             wait=wait,
             retry=retry_if_exception(lambda e: isinstance(e, SendError) and e.retryable),
-            sleep=self._sleeper(batch),
+            sleep=self._wait_to_retry,
             before_sleep=lambda rs: self.metrics.send_retries.labels(channel.value).inc(),
             reraise=True,
         )
@@ -365,13 +365,10 @@ class Sender:
         life = await self.store.lifecycle(batch.alert)
         return life is not None and life[0] in ("cancelled", "updated")
 
-    def _sleeper(self, batch: Batch) -> Callable[[float], Awaitable[None]]:
-        """Sleep before a retry (the entry is kept fresh by `keep_claim` meanwhile)."""
-
-        async def sleep(seconds: float) -> None:
-            await self.sleep(seconds)
-
-        return sleep
+    async def _wait_to_retry(self, seconds: float) -> None:
+        """Through `self.sleep`, looked up at each wait (tests and the stop replace it);
+        the entry is kept fresh by `keep_claim` meanwhile."""
+        await self.sleep(seconds)
 
     async def _call(
         self,
