@@ -225,6 +225,12 @@ async def gateway(
         server = await aiohttp_server(fake.app())
         fake.port = server.port
     cfg = with_providers(config, {n: f.url for n, f in fakes.items()}, **gateway_options)
+    return await gateway_of(aiohttp_client, cfg, fakes)
+
+
+async def gateway_of(aiohttp_client: Any, cfg: Config, fakes: dict[str, FakeProvider]) -> Gateway:
+    """The `gateway` fixture's Gateway on a configuration of the test's own (whose
+    providers point at `fakes`, already listening)."""
     app = create_app(cfg, background=False)
     client = await aiohttp_client(app)
     workers = build_workers(app, "test")

@@ -13,14 +13,12 @@ from typing import Any
 
 import pytest
 
-from gateway.app import build_workers, create_app
+from gateway.app import build_workers
 from gateway.config import Config
-from gateway.keys import STORE
 from gateway.models import Channel
-from gateway.plan import PUSH_CHANNELS
-from gateway.store import Batch, alert_id, now_ms
+from gateway.store import Batch, alert_id
 from tests import alerts as A
-from tests.conftest import Gateway
+from tests.conftest import Gateway, gateway_of, with_providers
 from tests.fakes import FakeProvider
 
 UNIT = "652301001001"  # 27 SMS (23 zh, 4 ug), 4 app, 2 messengers, 2 loudspeakers
@@ -132,14 +130,13 @@ async def test_an_idempotent_provider_gets_the_same_ids_again_and_sends_once(
 ) -> None:
     """Where the provider de-duplicates by delivery id, a batch whose answer came late
     goes again, with the same ids, to the same provider (not the backup)."""
-    from tests.conftest import with_providers
 
     fakes = {n: FakeProvider(n, dedupe=n == "sms-main") for n in config.settings.providers}
     for fake in fakes.values():
         fake.port = (await aiohttp_server(fake.app())).port
     cfg = with_providers(config, {n: f.url for n, f in fakes.items()},
                          provider={"idempotent": True}, claim_idle_s=1.0)  # fmt: skip
-    gw = await _gateway_of(aiohttp_client, cfg, fakes)
+    gw = await gateway_of(aiohttp_client, cfg, fakes)
     fakes["sms-main"].script = ["slow:3", "slow:3"]
     await gw.post(A.alert(geocodes=[UNIT]))
     await gw.run()
@@ -213,7 +210,6 @@ async def test_a_primary_refusing_our_credentials_fails_over_at_once(
 async def test_credentials_refused_without_another_route_fail_at_once(
     aiohttp_client: Any, aiohttp_server: Any, config: Any, redis: Any
 ) -> None:
-    from tests.conftest import with_providers
 
     fakes = {n: FakeProvider(n, default="401") for n in config.settings.providers}
     for fake in fakes.values():
@@ -223,34 +219,12 @@ async def test_credentials_refused_without_another_route_fail_at_once(
     channels = {c: r.model_copy(update={"secondary": None}) for c, r in s.channels.items()}
     cfg = Config(s.model_copy(update={"channels": channels}), cfg.registry, cfg.hazards,
                  cfg.directory, cfg.policy)  # fmt: skip
-    gw = await _gateway_of(aiohttp_client, cfg, fakes)
+    gw = await gateway_of(aiohttp_client, cfg, fakes)
     body = await gw.post(A.alert(geocodes=[UNIT]))
     await gw.run()
     assert len(sms_calls(fakes["sms-main"])) == 2  # one per language batch, no retry
     d = await gw.deliveries(body["id"])
     assert {x["error"]["code"] for x in d["dead_letters"]} == {"http-401"}
-
-
-async def _gateway_of(aiohttp_client: Any, cfg: Config, fakes: dict[str, FakeProvider]) -> Gateway:
-    """A Gateway like the fixture's, on another configuration."""
-    app = create_app(cfg, background=False)
-    client = await aiohttp_client(app)
-    workers = build_workers(app, "test")
-    waits: list[float] = []
-    clock = [now_ms()]
-
-    async def no_sleep(seconds: float) -> None:
-        waits.append(seconds)
-        await asyncio.sleep(0)
-
-    workers.sender.sleep = no_sleep
-    for stream in workers.plan_streams():
-        await app[STORE].ensure_group(stream, "planners")
-    for channel in PUSH_CHANNELS:
-        for stream in workers.send_streams(channel):
-            await app[STORE].ensure_group(stream, "senders")
-    return Gateway(client, app, cfg, app[STORE], workers, fakes["sms-main"],
-                   fakes["sms-backup"], fakes["push"], waits, clock, fakes)  # fmt: skip
 
 
 async def test_error_inside_200_retryable_or_not(gateway: Gateway) -> None:
