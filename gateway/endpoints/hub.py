@@ -1,4 +1,4 @@
-"""Endpoints: the pull API of village loudspeakers and display screens.
+"""Endpoints: the hub — the pull API of village loudspeakers and display screens.
 
 Devices read their unit's *active state* (one entry per live warning chain, rendered
 once per unit × language × channel), never a per-device backlog. A device sends the
