@@ -226,6 +226,13 @@ class Metrics:
             "Devices holding a long-poll or event stream open on this process.",
             registry=r,
         )
+        # -- village endpoints: signatures and MQTT (gateway/endpoints/) ---------------
+        self.endpoint_refusals = Counter(
+            "warngate_endpoint_refusals_total",
+            "Messages devices refused (bad signature, expired, replayed ...), as they report.",
+            ["reason", "transport"],
+            registry=r,
+        )
 
         # -- coverage -------------------------------------------------------------------
         self.alert_coverage = Gauge(

@@ -9,8 +9,11 @@ import signal
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gateway.config import Config
+from gateway.endpoints.keyring import device_keys, trusted_keys
+from gateway.endpoints.signing import Verifier
 from gateway.samplegen import device_token
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.fleet import EndpointClient
@@ -83,7 +86,7 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
         print(f"no endpoint {args.id!r} in the configuration")
         return 2
 
-    async def show(client: EndpointClient, message: dict[str, Any]) -> None:
+    async def show(client: Any, message: dict[str, Any]) -> None:
         print(f"[{message['action']}] {message['id']} {message.get('level')} seq {message['seq']}")
         for part in message.get("content", []):
             if "pages" in part:
@@ -93,6 +96,10 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
                 print(f"   ({part['language']}, {part.get('seconds')} s) {part['text']}")
 
     stop = _stop_on_signals()
+    if args.keys is not None:
+        trusted = trusted_keys(orjson.loads(args.keys.read_bytes())["signing"]["keys"])
+    else:
+        trusted = device_keys(config.settings)
     async with aiohttp.ClientSession() as http:
         client = EndpointClient(
             session=http,
@@ -101,6 +108,7 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
             token=args.token or device_token(endpoint.id),
             on_play=show,
             wait_s=args.wait,
+            verifier=Verifier(trusted),
         )
         print(f"{endpoint.kind.value} {endpoint.id} of unit {endpoint.unit} polling {args.gateway}")
         await client.run(stop)
