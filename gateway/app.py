@@ -34,6 +34,7 @@ from gateway.config import Config
 from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.endpoints.keyring import KeyRing
+from gateway.endpoints.mqtt import MqttBridge
 from gateway.endpoints.signing import Signer
 from gateway.ingest import Ingestor
 from gateway.keys import (
@@ -274,7 +275,13 @@ async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     )  # fmt: skip
     app[HUB] = hub
     await hub.start()
+    bridge = None
+    if s.endpoints.mqtt.url is not None:  # the same unit states, through the broker too
+        bridge = MqttBridge(hub, s.endpoints.mqtt, consumer_name())
+        await bridge.start()
     yield
+    if bridge is not None:
+        await bridge.close()
     await hub.close()
 
 

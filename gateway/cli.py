@@ -101,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="device token (default: the demo token)")
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--wait", type=float, default=30.0)
+    p.add_argument("--mqtt", default=None, help="broker URL: take messages over MQTT instead")
     p.add_argument("--keys", type=Path, default=None,
                    help="device configuration (warngate device-config) with the keys to trust;"
                         " default: the public keys of --config")  # fmt: skip

@@ -13,10 +13,13 @@ import orjson
 
 from gateway.config import Config
 from gateway.endpoints.keyring import device_keys, trusted_keys
+from gateway.endpoints.mqtt import broker_address
 from gateway.endpoints.signing import Verifier
 from gateway.samplegen import device_token
+from gateway.settings import MqttSettings
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.fleet import EndpointClient
+from gateway.sim.mqttdevice import MqttDevice
 
 __all__ = ["run_endpoint", "run_simulate"]
 
@@ -100,6 +103,14 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
         trusted = trusted_keys(orjson.loads(args.keys.read_bytes())["signing"]["keys"])
     else:
         trusted = device_keys(config.settings)
+    if args.mqtt:
+        host, port, _, _, _ = broker_address(MqttSettings(url=args.mqtt))
+        device = MqttDevice(host, port, endpoint, password=args.token or device_token(endpoint.id),
+                            prefix=config.settings.endpoints.mqtt.prefix,
+                            verifier=Verifier(trusted), on_play=show)  # fmt: skip
+        print(f"{endpoint.kind.value} {endpoint.id} of unit {endpoint.unit} on {args.mqtt}")
+        await device.run(stop)
+        return 0
     async with aiohttp.ClientSession() as http:
         client = EndpointClient(
             session=http,
