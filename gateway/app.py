@@ -33,6 +33,9 @@ from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
 from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
+from gateway.endpoints.keyring import KeyRing
+from gateway.endpoints.mqtt import MqttBridge
+from gateway.endpoints.signing import Signer
 from gateway.ingest import Ingestor
 from gateway.keys import (
     CONFIG,
@@ -264,12 +267,21 @@ async def _http_ctx(app: web.Application) -> AsyncIterator[None]:
 async def _hub_ctx(app: web.Application) -> AsyncIterator[None]:
     config = app[CONFIG]
     s = config.settings
+    ring = await asyncio.to_thread(KeyRing.of, s)  # permissions checked: fails with the key
+    signer = Signer(ring.active, int(s.endpoints.signing.validity_s * 1000))
     hub = EndpointHub(
-        app[STORE], config.directory, s.endpoints, app[METRICS], s.render.display_max_pages
-    )
+        app[STORE], config.directory, s.endpoints, app[METRICS], s.render.display_max_pages,
+        signer=signer,
+    )  # fmt: skip
     app[HUB] = hub
     await hub.start()
+    bridge = None
+    if s.endpoints.mqtt.url is not None:  # the same unit states, through the broker too
+        bridge = MqttBridge(hub, s.endpoints.mqtt, consumer_name())
+        await bridge.start()
     yield
+    if bridge is not None:
+        await bridge.close()
     await hub.close()
 
 

@@ -101,6 +101,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--token", default=None, help="device token (default: the demo token)")
     p.add_argument("--config", type=Path, default=None)
     p.add_argument("--wait", type=float, default=30.0)
+    p.add_argument("--mqtt", default=None, help="broker URL: take messages over MQTT instead")
+    p.add_argument("--keys", type=Path, default=None,
+                   help="device configuration (warngate device-config) with the keys to trust;"
+                        " default: the public keys of --config")  # fmt: skip
+
+    p = sub.add_parser("keys", help="the keys that sign messages to devices: make, list, rotate")
+    _config_arg(p)
+    p.add_argument("action", choices=["list", "generate", "activate", "retire"])
+    p.add_argument("kid", nargs="?", help="key id (activate, retire)")
+    p.add_argument("--algorithm", choices=["ed25519", "sm2-sm3"], default=None,
+                   help="of a new key (default: endpoints.signing.algorithm)")  # fmt: skip
+    p.add_argument("--activate", action="store_true", help="generate: sign with it at once")
+    p.add_argument("--format", choices=["table", "json"], default="table")
+
+    p = sub.add_parser("device-config", help="what a device needs: keys to trust, topics")
+    _config_arg(p)
+    p.add_argument("id", help="endpoint id (see endpoints.csv)")
 
     p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
     _server_args(p)
@@ -125,6 +142,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_report(args))
         if args.command == "hash-key":
             return cmd_hash_key(args.key)
+        if args.command == "keys":
+            from gateway.endpoints.cli import cmd_keys
+
+            return cmd_keys(args)
+        if args.command == "device-config":
+            from gateway.endpoints.cli import cmd_device_config
+
+            return cmd_device_config(args)
         if args.command == "simulate":
             from gateway.sim.cli import run_simulate
 

@@ -226,6 +226,29 @@ class Metrics:
             "Devices holding a long-poll or event stream open on this process.",
             registry=r,
         )
+        # -- village endpoints: signatures and MQTT (gateway/endpoints/) ---------------
+        self.mqtt_connected = Gauge(
+            "warngate_mqtt_connected",
+            "1 while this process is connected to the MQTT broker (endpoints.mqtt.url).",
+            registry=r,
+        )
+        self.mqtt_published = Counter(
+            "warngate_mqtt_published_total",
+            "Unit views published as retained MQTT messages (by the leading process).",
+            registry=r,
+        )
+        self.mqtt_reports = Counter(
+            "warngate_mqtt_reports_total",
+            "Receipts and heartbeats devices published over MQTT, by outcome.",
+            ["topic", "outcome"],
+            registry=r,
+        )
+        self.endpoint_refusals = Counter(
+            "warngate_endpoint_refusals_total",
+            "Messages devices refused (bad signature, expired, replayed ...), as they report.",
+            ["reason", "transport"],
+            registry=r,
+        )
 
         # -- coverage -------------------------------------------------------------------
         self.alert_coverage = Gauge(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib.resources
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -27,10 +27,12 @@ __all__ = [
     "EndpointSettings",
     "IngestLimits",
     "IngestSettings",
+    "MqttSettings",
     "ProcessSettings",
     "RedisSettings",
     "RenderSettings",
     "Settings",
+    "SigningSettings",
     "default_data_dir",
     "load_settings",
     "packaged_dir",
@@ -160,6 +162,38 @@ class DispatchSettings(_Section):
     record_retry_s: float = Field(default=60.0, ge=0)
 
 
+class SigningSettings(_Section):
+    """Signatures on every message to a device (gateway/endpoints/signing.py)."""
+
+    # The keys (<kid>.key private, mode 600; <kid>.pub; `active`), relative to the
+    # configuration directory; unset: `keys` in data_dir. Made by `warngate keys`.
+    keys_dir: Path | None = None
+    # With no key there at start: make one of this algorithm (and log its id), or fail.
+    generate_missing: bool = True
+    algorithm: Literal["ed25519", "sm2-sm3"] = "ed25519"
+    # How long a long-poll answer or an event stays good (its signed expiry).
+    validity_s: float = Field(default=300.0, ge=10, le=86400)
+
+
+class MqttSettings(_Section):
+    """The MQTT transport to devices (gateway/endpoints/mqtt.py); off while `url` is unset."""
+
+    # mqtt://user:password@host:1883, or mqtts:// for TLS (port 8883 by default).
+    url: SecretStr | None = None
+    # Topics: {prefix}/unit/{unit}/{kind}/{language}, {prefix}/device/{endpoint}/...
+    prefix: str = Field(
+        default="warngate", pattern=r"^[A-Za-z0-9_-]{1,32}(/[A-Za-z0-9_-]{1,32}){0,3}$"
+    )
+    # TLS: the CA that signed the broker's certificate (default: the system's).
+    ca_file: Path | None = None
+    # Gateway processes subscribe to device topics in this shared-subscription group.
+    share_group: str = Field(default="warngate", pattern=r"^[A-Za-z0-9_-]{1,32}$")
+    keepalive_s: int = Field(default=30, ge=5, le=3600)
+    connect_timeout_s: float = Field(default=5.0, gt=0)
+    # Between attempts to reach the broker again (doubling up to the maximum).
+    reconnect_max_s: float = Field(default=30.0, gt=0)
+
+
 class EndpointSettings(_Section):
     """The village pull API (loudspeakers and screens)."""
 
@@ -169,6 +203,8 @@ class EndpointSettings(_Section):
     healthy_within_s: float = Field(default=900.0, gt=0)
     # Coverage prediction: count a device that never sent a heartbeat as working.
     unknown_is_healthy: bool = True
+    signing: SigningSettings = SigningSettings()
+    mqtt: MqttSettings = MqttSettings()
 
 
 class RenderSettings(_Section):

@@ -4,8 +4,10 @@ per-test key prefix instead of flushing, and the app built by the real factory."
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import dataclass
@@ -32,6 +34,11 @@ from tests.fakes import FakeProvider
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_CONFIG = Path(os.environ.get("WARNGATE_TEST_CONFIG", ROOT / "config"))
+# The suite's signing keys (endpoints.signing.keys_dir): one directory for the run, made
+# here, so that no test writes keys into the user's data directory.
+SIGNING_KEYS = Path(tempfile.mkdtemp(prefix="wg-test-keys-"))
+atexit.register(shutil.rmtree, SIGNING_KEYS, True)
+os.environ.setdefault("WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR", str(SIGNING_KEYS))
 
 
 @pytest.fixture(scope="session")

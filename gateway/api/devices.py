@@ -6,6 +6,8 @@ from aiohttp import web
 
 from gateway.api.common import json_response, read_body
 from gateway.api.params import seconds_param
+from gateway.endpoints.http import answer
+from gateway.endpoints.signing import HEADER
 from gateway.errors import NotFound
 from gateway.keys import CONFIG, HUB, STORE
 from gateway.store import now_ms
@@ -33,15 +35,8 @@ async def messages(request: web.Request) -> web.Response:
         cursor, changes = await hub.wait_changes(endpoint, since, wait)
     finally:
         hub.connected -= 1
-    return json_response(
-        {
-            "endpoint": endpoint.id,
-            "unit": endpoint.unit,
-            "cursor": cursor,
-            "messages": changes,
-            "server_time": now_ms(),
-        }
-    )
+    body, signature = answer(endpoint, cursor, changes, now_ms(), hub.signer)
+    return web.Response(body=body, content_type="application/json", headers={HEADER: signature})
 
 
 @routes.get("/api/v1/endpoints/{id}/stream")

@@ -17,6 +17,7 @@ import aiohttp
 
 from gateway.config import Config
 from gateway.coverage import DEFINITION
+from gateway.endpoints.keyring import device_keys
 from gateway.samplegen import device_token
 from gateway.sim.fleet import DeviceBehaviour, EndpointClient, Fleet
 from gateway.sim.population import Population, Truth
@@ -124,6 +125,7 @@ class Simulation:
             time_scale=s.time_scale,
             seed=s.seed + 200,
             only=set(s.only_endpoints) if s.only_endpoints is not None else None,
+            trusted=device_keys(self.config.settings),
         )
         await self.fleet.start(self.session, gateway)
         return self.fleet

@@ -9,11 +9,17 @@ import signal
 from typing import Any
 
 import aiohttp
+import orjson
 
 from gateway.config import Config
+from gateway.endpoints.keyring import device_keys, trusted_keys
+from gateway.endpoints.mqtt import broker_address
+from gateway.endpoints.signing import Verifier
 from gateway.samplegen import device_token
+from gateway.settings import MqttSettings
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.fleet import EndpointClient
+from gateway.sim.mqttdevice import MqttDevice
 
 __all__ = ["run_endpoint", "run_simulate"]
 
@@ -83,7 +89,7 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
         print(f"no endpoint {args.id!r} in the configuration")
         return 2
 
-    async def show(client: EndpointClient, message: dict[str, Any]) -> None:
+    async def show(client: Any, message: dict[str, Any]) -> None:
         print(f"[{message['action']}] {message['id']} {message.get('level')} seq {message['seq']}")
         for part in message.get("content", []):
             if "pages" in part:
@@ -93,6 +99,18 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
                 print(f"   ({part['language']}, {part.get('seconds')} s) {part['text']}")
 
     stop = _stop_on_signals()
+    if args.keys is not None:
+        trusted = trusted_keys(orjson.loads(args.keys.read_bytes())["signing"]["keys"])
+    else:
+        trusted = device_keys(config.settings)
+    if args.mqtt:
+        host, port, _, _, _ = broker_address(MqttSettings(url=args.mqtt))
+        device = MqttDevice(host, port, endpoint, password=args.token or device_token(endpoint.id),
+                            prefix=config.settings.endpoints.mqtt.prefix,
+                            verifier=Verifier(trusted), on_play=show)  # fmt: skip
+        print(f"{endpoint.kind.value} {endpoint.id} of unit {endpoint.unit} on {args.mqtt}")
+        await device.run(stop)
+        return 0
     async with aiohttp.ClientSession() as http:
         client = EndpointClient(
             session=http,
@@ -101,6 +119,7 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
             token=args.token or device_token(endpoint.id),
             on_play=show,
             wait_s=args.wait,
+            verifier=Verifier(trusted),
         )
         print(f"{endpoint.kind.value} {endpoint.id} of unit {endpoint.unit} polling {args.gateway}")
         await client.run(stop)

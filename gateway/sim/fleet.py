@@ -1,9 +1,11 @@
 """Simulator: village loudspeakers and screens speaking the real endpoint protocol.
 
 `EndpointClient` is also the reference client for device makers (docs/endpoint-protocol
-.md; `warngate endpoint-sim`): it long-polls its messages with a cursor, plays what
-says `play` unless a later entry cancelled or superseded it, posts a receipt for each,
-sends heartbeats, and reconnects with backoff. `Fleet` runs one client per endpoint of
+.md; `warngate endpoint-sim`): it long-polls its messages with a cursor, verifies each
+answer's signature (refusing forged, replayed and expired ones, and reporting each
+refusal in a heartbeat at once), plays what says `play` unless a later entry cancelled
+or superseded it, posts a receipt for each, sends heartbeats, and reconnects with
+backoff. `Fleet` runs one client per endpoint of
 the directory, some offline, some flaky, some slow, some broken.
 """
 
@@ -13,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +24,8 @@ import aiohttp
 import orjson
 
 from gateway.directory import Directory, Endpoint
+from gateway.endpoints.http import poll_scope
+from gateway.endpoints.signing import HEADER, PublicKey, Refused, Verifier
 from gateway.models import Channel
 from gateway.sim.population import Population, Truth
 
@@ -54,6 +59,9 @@ class EndpointClient:
     heartbeat_s: float = 60.0
     wait_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
+    # The public keys of the device's configuration (none: every message is refused).
+    verifier: Verifier = field(default_factory=lambda: Verifier({}))
+    refused: list[dict[str, Any]] = field(default_factory=list)
     cursor: str | None = None
     played: list[dict[str, Any]] = field(default_factory=list)
     dropped: set[str] = field(default_factory=set)  # cancelled or superseded alert ids
@@ -74,7 +82,7 @@ class EndpointClient:
                 try:
                     await self.poll(self.wait_s)
                     backoff = 1.0
-                except (aiohttp.ClientError, TimeoutError) as exc:
+                except (aiohttp.ClientError, TimeoutError, Refused) as exc:
                     log.debug("%s: %s; reconnecting in %.0f s", self.endpoint.id, exc, backoff)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(stop.wait(), backoff)
@@ -100,7 +108,10 @@ class EndpointClient:
                     resp.request_info, (), status=401, message="device token refused"
                 )
             resp.raise_for_status()
-            body = await resp.json()
+            raw = await resp.read()
+            signature = resp.headers.get(HEADER)
+        await self.check(signature, raw, {poll_scope(self.endpoint)}, "poll")
+        body = orjson.loads(raw)
         messages: list[dict[str, Any]] = body["messages"]
         for message in messages:
             if message["action"] == "cancel" or message.get("supersedes"):
@@ -111,6 +122,20 @@ class EndpointClient:
         for message in messages:
             await self._act(message)
         return messages
+
+    async def check(self, signature: str | None, raw: bytes, scopes: set[str], via: str) -> None:
+        """Verify a message before acting on it; a refusal is reported at once (in a
+        heartbeat: `refused`) and raised, so that nothing of the message is used."""
+        try:
+            self.verifier.verify(signature, raw, scopes)
+        except Refused as exc:
+            event = {"reason": exc.reason, "transport": via, "count": len(self.refused) + 1,
+                     "at": int(time.time() * 1000), "detail": exc.detail[:200]}  # fmt: skip
+            self.refused.append(event)
+            log.warning("%s refused a message (%s): %s", self.endpoint.id, via, exc)
+            with contextlib.suppress(aiohttp.ClientError, TimeoutError):
+                await self.heartbeat()
+            raise
 
     async def _act(self, message: dict[str, Any]) -> None:
         key = (message["id"], message["seq"])
@@ -140,7 +165,13 @@ class EndpointClient:
             await resp.read()
 
     async def heartbeat(self) -> None:
-        beat = {"status": "fault" if self.broken else "ok", "volume": 80, "power": "mains"}
+        beat: dict[str, Any] = {
+            "status": "fault" if self.broken else "degraded" if self.refused else "ok",
+            "volume": 80,
+            "power": "mains",
+        }
+        if self.refused:
+            beat["refused"] = self.refused[-1]
         async with self.session.post(
             self.url("heartbeat"), data=orjson.dumps(beat), headers=self.headers
         ) as resp:
@@ -168,6 +199,7 @@ class Fleet:
         time_scale: float = 1.0,
         seed: int = 13,
         only: set[str] | None = None,
+        trusted: dict[str, PublicKey] | None = None,
     ) -> None:
         self.directory = directory
         self.population = population
@@ -177,6 +209,7 @@ class Fleet:
         self.time_scale = time_scale
         self.rng = random.Random(seed)
         self.only = only
+        self.trusted = trusted or {}
         self.clients: list[EndpointClient] = []
         self.offline: list[str] = []
         self._stop = asyncio.Event()
@@ -209,6 +242,7 @@ class Fleet:
                 heartbeat_s=b.heartbeat_s,
                 wait_s=b.wait_s,
                 rng=random.Random(self.rng.random()),
+                verifier=Verifier(self.trusted),
             )
             self.clients.append(client)
         self._tasks = [asyncio.create_task(c.run(self._stop)) for c in self.clients]

@@ -38,6 +38,8 @@ Endpoints (loudspeakers and screens)
     p:ep:{id}                 hash    last seen, health
     p:epseen                  zset    endpoint id → last heartbeat (ms)
     p:eplast                  hash    endpoint id → last request of any kind (ms)
+    p:mqttlead                string  the process publishing unit views to the MQTT
+                                      broker (a lease, renewed; gone = another takes it)
 """
 
 from __future__ import annotations
@@ -140,3 +142,7 @@ class Keys:
     @property
     def last_requests(self) -> str:
         return self._("eplast")
+
+    @property
+    def mqtt_leader(self) -> str:
+        return self._("mqttlead")

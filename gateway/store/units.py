@@ -79,9 +79,26 @@ class UnitEntry:
         object.__setattr__(self, "order", seq_key(self.seq))
 
 
+_LEASE = """
+-- KEYS: lease; ARGV: owner, ttl_ms. Take the lease if free, renew it if ours.
+local holder = redis.call('GET', KEYS[1])
+if holder == false or holder == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+  return 1
+end
+return 0
+"""
+
+
 class UnitStore(StoreBase):
-    SCRIPTS: ClassVar[dict[str, str]] = {"_publish": _PUBLISH}
+    SCRIPTS: ClassVar[dict[str, str]] = {"_publish": _PUBLISH, "_lease": _LEASE}
     _publish: AsyncScript
+    _lease: AsyncScript
+
+    async def mqtt_lease(self, owner: str, ttl_ms: int) -> bool:
+        """Whether `owner` publishes unit views to the MQTT broker (taken or renewed):
+        one process at a time, so that retained states are never written out of order."""
+        return bool(await self._lease(keys=[self.keys.mqtt_leader], args=[owner, ttl_ms]))
 
     async def publish(
         self,

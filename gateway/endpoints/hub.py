@@ -1,4 +1,4 @@
-"""Endpoints: the pull API of village loudspeakers and display screens.
+"""Endpoints: the hub — the pull API of village loudspeakers and display screens.
 
 Devices read their unit's *active state* (one entry per live warning chain, rendered
 once per unit × language × channel), never a per-device backlog. A device sends the
@@ -25,18 +25,19 @@ import math
 import random
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from channels import DisplayAdapter, LoudspeakerAdapter
 from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.auth import hash_key
 from gateway.directory import Directory, Endpoint
+from gateway.endpoints.http import sse_frame, stream_scope
+from gateway.endpoints.signing import Signer, new_key
 from gateway.errors import NotFound, Unauthorized, Unprocessable
 from gateway.jsonbody import fields_of, read_json
 from gateway.metrics import Metrics
@@ -56,6 +57,11 @@ TAIL_OK_S = 3.0  # the tail is keeping up when a read of it returned this recent
 PRESENTED_MAX = 20_000  # presented entries kept (shared by the devices of a unit)
 LOUDSPEAKER = LoudspeakerAdapter()
 DISPLAY = DisplayAdapter(layout_lines, max_pages=RenderSettings().display_max_pages)
+# What devices may report as refused, and how they got it (metric labels stay bounded).
+REFUSALS = frozenset(
+    {"unsigned", "malformed", "unknown-key", "bad-signature", "wrong-scope", "expired", "replayed"}
+)
+TRANSPORTS = frozenset({"poll", "sse", "mqtt"})
 STOPPING_FRAME = b": the gateway is stopping; reconnect\nretry: %d\n\n"
 
 
@@ -166,19 +172,20 @@ class _Read:
 
 class _Shown:
     """One entry as a kind of device sees it (`present`), shared by the devices of a
-    unit, with its server-sent-events frame made at most once."""
+    unit, with its signed server-sent-events frame made at most once per half validity."""
 
-    __slots__ = ("_frame", "data")
+    __slots__ = ("_frame", "_signed_ms", "data")
 
     def __init__(self, data: dict[str, Any]) -> None:
         self.data = data
         self._frame: bytes | None = None
+        self._signed_ms = 0
 
-    def frame(self) -> bytes:
-        if self._frame is None:
-            d = self.data
-            body = orjson.dumps(d).decode()
-            self._frame = f"id: {d['seq']}\nevent: {d['action']}\ndata: {body}\n\n".encode()
+    def frame(self, signer: Signer, scope: str) -> bytes:
+        now = now_ms()
+        if self._frame is None or now - self._signed_ms > signer.validity_ms // 2:
+            self._frame = sse_frame(self.data, signer, scope, now)
+            self._signed_ms = now
         return self._frame
 
 
@@ -190,8 +197,14 @@ class EndpointHub:
         settings: EndpointSettings,
         metrics: Metrics,
         display_pages: int = RenderSettings().display_max_pages,
+        *,
+        signer: Signer | None = None,
     ) -> None:
         self.display = DisplayAdapter(layout_lines, max_pages=display_pages)
+        # Every message to a device is signed; without the configured keys (a hub built
+        # by a test), with a key of its own that no device trusts.
+        validity_ms = int(settings.signing.validity_s * 1000)
+        self.signer = signer or Signer(new_key("ephemeral"), validity_ms)
         self.store = store
         self.directory = directory
         self.settings = settings
@@ -210,6 +223,8 @@ class EndpointHub:
         self._accepted_ms: dict[str, int] = {}
         self._pull_units: dict[str, set[tuple[str, str]]] = {}
         self._tasks: list[asyncio.Task[None]] = []
+        # Called with the units whose state changed, as the tail sees them.
+        self.listeners: list[Callable[[list[str]], None]] = []
         self._stop = asyncio.Event()
         self._draining = False
         self.connected = 0
@@ -264,6 +279,8 @@ class EndpointHub:
                 self._changed[unit] = self._changed.get(unit, 0) + 1  # cache is stale
                 units[unit] = None
             await self._prefetch(list(units))
+            for listener in self.listeners:  # other transports (MQTT) publish them too
+                listener(list(units))
             for unit in units:
                 event = self._events.pop(unit, None)
                 if event is not None:
@@ -429,8 +446,9 @@ class EndpointHub:
                 return
             event = self.event_for(endpoint.unit)
             cursor, changes = await self._changes(endpoint, cursor)
+            scope = stream_scope(endpoint)
             for change in changes:
-                yield change.frame()
+                yield change.frame(self.signer, scope)
             try:
                 async with asyncio.timeout(self.settings.keepalive_s):
                     await event.wait()
@@ -559,6 +577,20 @@ class EndpointHub:
                 self.metrics.latency.observe((kind, u.state), age)
         return {"accepted": len(parsed.receipts), "changed": counted}
 
+    async def _refusal(self, endpoint: Endpoint, refused: dict[str, Any]) -> None:
+        """A device reports a message it refused (docs/endpoint-protocol.md): counted
+        once per refusal (a heartbeat repeats the last one until the next)."""
+        before = (await self.store.endpoint_health(endpoint.id)).get("health") or {}
+        if before.get("refused") == refused:
+            return
+        reason = str(refused.get("reason"))
+        transport = str(refused.get("transport"))
+        self.metrics.endpoint_refusals.labels(
+            reason if reason in REFUSALS else "other",
+            transport if transport in TRANSPORTS else "other",
+        ).inc()
+        log.warning("device %s refused a message: %s via %s", endpoint.id, reason, transport)
+
     async def heartbeat(self, endpoint: Endpoint, body: bytes) -> dict[str, Any]:
         data = read_json(body or b"{}", invalid_code="invalid-heartbeat")
         try:
@@ -568,5 +600,8 @@ class EndpointHub:
                 "invalid heartbeat", code="invalid-heartbeat", errors=fields_of(exc)
             ) from None
         at = now_ms()
-        await self.store.heartbeat(endpoint.id, beat.model_dump(exclude_none=True), at)
+        health = beat.model_dump(exclude_none=True)
+        if isinstance(health.get("refused"), dict):
+            await self._refusal(endpoint, health["refused"])
+        await self.store.heartbeat(endpoint.id, health, at)
         return {"endpoint": endpoint.id, "last_seen": at}
