@@ -41,6 +41,18 @@ atexit.register(shutil.rmtree, SIGNING_KEYS, True)
 os.environ.setdefault("WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR", str(SIGNING_KEYS))
 
 
+def child_env(**extra: str) -> dict[str, str]:
+    """The environment of a warngate process a test starts: none of this process's
+    warngate or Redis settings, but the suite's signing keys (a child without them
+    would make a key under the real home directory)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("WARNGATE_")}
+    env.pop("REDIS_URL", None)
+    env["WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR"] = os.environ[
+        "WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR"
+    ]
+    return {**env, **extra}
+
+
 @pytest.fixture(scope="session")
 def redis_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     url = os.environ.get("WARNGATE_TEST_REDIS_URL")

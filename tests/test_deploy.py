@@ -201,6 +201,10 @@ async def test_wheel_installed_outside_the_checkout_serves(
     clean = {k: v for k, v in os.environ.items() if not k.startswith(("WARNGATE_", "PYTHON"))}
     clean.pop("REDIS_URL", None)
     clean.pop("VIRTUAL_ENV", None)
+    # Signing keys the served wheel makes go where the suite's are, not under $HOME.
+    clean["WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR"] = os.environ[
+        "WARNGATE_ENDPOINTS__SIGNING__KEYS_DIR"
+    ]
     run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--wheel-dir", wheels, ROOT],
         env=clean, cwd=elsewhere)  # fmt: skip
     (wheel,) = wheels.glob("warngate-*.whl")

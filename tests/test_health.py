@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import subprocess
 import sys
@@ -25,7 +24,7 @@ from gateway.config import Config
 from gateway.keys import DEADLINE, STORE
 from gateway.redis_server import EmbeddedRedis, free_port
 from gateway.settings import ProcessSettings
-from tests.conftest import ROOT
+from tests.conftest import ROOT, child_env
 from tests.test_crash import until
 
 Client = Any
@@ -168,8 +167,7 @@ async def test_a_worker_whose_redis_is_gone_is_not_ready_until_it_is_back(
     (killed), 200 again once a Redis answers on the same address; and SIGTERM still
     stops it in time while Redis is down."""
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARNGATE_")}
-    env.pop("REDIS_URL", None)
+    env = child_env()
     env |= {
         "WARNGATE_REDIS__URL": private_redis.url,
         "WARNGATE_PROCESS__LOOP_STALE_S": "1",

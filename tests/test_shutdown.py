@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import re
 import signal
 import subprocess
@@ -31,7 +30,7 @@ from gateway.redis_server import EmbeddedRedis, free_port
 from gateway.store.deliveries import SEND_GROUP
 from gateway.store.keys import Keys
 from tests import alerts as A
-from tests.conftest import ROOT, Gateway
+from tests.conftest import ROOT, Gateway, child_env
 from tests.fakes import FakeProvider
 from tests.test_crash import until, worker_config
 from tests.test_dispatch import TOWNSHIP, recipients, rid, units_of
@@ -52,9 +51,7 @@ Entries = dict[tuple[str, str], set[str]]  # (stream, entry) → delivery ids of
 
 def clean_env(**extra: str) -> dict[str, str]:
     """This environment without Redis or warngate settings of its own."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("WARNGATE_")}
-    env.pop("REDIS_URL", None)
-    return {**env, **extra}
+    return child_env(**extra)
 
 
 def read(log: Path) -> str:
