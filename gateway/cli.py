@@ -16,6 +16,7 @@ from aiohttp import web
 from gateway.auth import hash_key, new_key
 from gateway.cap import decode, to_alert
 from gateway.config import load_config
+from gateway.directory import Directory
 from gateway.errors import ConfigError, ProblemError
 
 __all__ = ["main"]
@@ -189,7 +190,23 @@ def cmd_check_config(directory: Path | None) -> int:
         f"  divisions {len(d.divisions)} ({len(d.units)} villages/communities),"
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
+    print(f"  {_households_line(d)}")
     return 0
+
+
+def _households_line(d: Directory) -> str:
+    """What coverage can measure: definition v2 needs households (docs/coverage.md)."""
+    h = d.households
+    if h is None:
+        return "households: none (coverage definition v1 for every unit)"
+    with_homes = sum(1 for u in d.units if u in h.by_unit)
+    linked = sum(1 for cols in d.recipients.values() for home in cols.household if home >= 0)
+    return (
+        f"households {len(h)} ({int(h.residents.sum())} residents) in {with_homes} of"
+        f" {len(d.units)} units; endpoints with a footprint"
+        f" {sum(1 for f in d.footprints.values() if len(f))} of {len(d.endpoints)};"
+        f" recipients linked to a household {linked}"
+    )
 
 
 def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:

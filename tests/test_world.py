@@ -282,10 +282,20 @@ def test_dense_placement_overlaps_more_than_spread(base: Any) -> None:
 
 def test_registry_holds_what_the_gateway_may_know(base: Any) -> None:
     w = build_world(_township(registry_footprint_error=0.25, lying_devices=0.5), base)
+    true_footprints = {d.id: d.true_households.tolist() for d in w.devices}
     directory, rows = registry(w, base)
+    h = directory.households
+    assert h is not None
+    assert h.residents.tolist() == w.hh_residents.tolist()
+    assert all(h.residents_of(u) == base.divisions[u].population for u in w.units)
+    wrong = 0
     for d in w.devices:
         e = directory.endpoints[d.id]
         assert e.covers_population == int(w.hh_residents[d.registry_households].sum())
+        # The gateway reads the walked footprint, never the truth behind it.
+        assert directory.footprints[d.id].tolist() == d.registry_households.tolist()
+        wrong += directory.footprints[d.id].tolist() != true_footprints[d.id]
+    assert wrong > 0
     phones = sum(len(v) for (u, ch), v in rows.items() if ch is not Channel.MESSENGER)
     assert phones == len(w.ph_household)
     for (unit, channel), idx in rows.items():
@@ -296,6 +306,7 @@ def test_registry_holds_what_the_gateway_may_know(base: Any) -> None:
         else:
             assert cols.ids == [w.ph_ids[i] for i in idx]
             assert cols.persons == w.hh_residents[w.ph_household[idx]].tolist()
+            assert cols.household == w.ph_household[idx].tolist()
 
 
 # -- the replay is the receipt script ------------------------------------------------------

@@ -24,10 +24,12 @@ import numpy as np
 from shapely.geometry import Polygon
 
 from gateway.directory import (
+    M_PER_DEGREE,
     Directory,
     Display,
     Endpoint,
     EndpointKind,
+    Households,
     RecipientColumns,
 )
 from gateway.models import Channel
@@ -219,42 +221,96 @@ def build_world(spec: WorldSpec, base: Directory) -> World:
     return world
 
 
+def _geo(world: World, base: Directory) -> tuple[np.ndarray, np.ndarray]:
+    """Households' coordinates in degrees: each unit's square of metres centred on its
+    centroid (as the registry would hold them)."""
+    lat = np.zeros(len(world.hh_residents))
+    lon = np.zeros(len(world.hh_residents))
+    for ui, code in enumerate(world.units):
+        a, b = world.unit_households[ui]
+        lat0, lon0 = base.divisions[code].centroid or (40.0, 90.0)
+        side = _side_m(base, code)
+        cos = math.cos(math.radians(lat0))
+        lat[a:b] = lat0 + (world.hh_y[a:b] - side / 2) / M_PER_DEGREE
+        lon[a:b] = lon0 + (world.hh_x[a:b] - side / 2) / (M_PER_DEGREE * cos)
+    return lat, lon
+
+
 def registry(
     world: World, base: Directory
 ) -> tuple[Directory, dict[tuple[str, Channel], np.ndarray]]:
-    """The directory the gateway is given for the world, and for each (unit, channel) of
-    its recipient columns the world's phone (or messenger) index of each row."""
+    """The directory the gateway is given for the world — households, footprints as
+    the registry believes them, recipients linked to their household — and for each
+    (unit, channel) of its recipient columns the world's phone (or messenger) index of
+    each row."""
+    lat, lon = _geo(world, base)
+    cells = [
+        f"{world.units[int(u)]}{int(c) + 1:03d}"
+        for u, c in zip(world.hh_unit.tolist(), world.hh_cell.tolist(), strict=True)
+    ]
+    households = Households(
+        list(world.hh_ids),
+        [world.units[int(u)] for u in world.hh_unit.tolist()],
+        cells,
+        world.hh_residents.astype(np.int32),
+        lat,
+        lon,
+    )
     endpoints = []
+    radius = world.spec.registry_footprints == "radius"
     for d in world.devices:
         unit = world.units[d.unit]
         div = base.divisions[unit]
-        covers = int(world.hh_residents[d.registry_households].sum())
+        side = _side_m(base, unit)
+        lat0, lon0 = div.centroid or (40.0, 90.0)
+        where: dict[str, object]
+        if radius and d.kind is Channel.LOUDSPEAKER:
+            cos = math.cos(math.radians(lat0))
+            where = {
+                "lat": lat0 + (d.y - side / 2) / M_PER_DEGREE,
+                "lon": lon0 + (d.x - side / 2) / (M_PER_DEGREE * cos),
+                "radius_m": world.spec.registered_radius_m,
+            }
+        else:  # an audibility walk: the households it named
+            where = {"footprint": [world.hh_ids[i] for i in d.registry_households.tolist()]}
         endpoints.append(
-            Endpoint(
-                id=d.id,
-                kind=EndpointKind(d.kind.value),
-                unit=unit,
-                languages=div.languages or ["zh"],
-                covers_population=covers,
-                token_hash=TOKEN,
-                display=Display(chars_per_line=16, lines=4) if d.kind is Channel.DISPLAY else None,
+            Endpoint.model_validate(
+                {
+                    "id": d.id,
+                    "kind": EndpointKind(d.kind.value),
+                    "unit": unit,
+                    "languages": div.languages or ["zh"],
+                    "covers_population": int(world.hh_residents[d.registry_households].sum()),
+                    "token_hash": TOKEN,
+                    "display": (
+                        Display(chars_per_line=16, lines=4) if d.kind is Channel.DISPLAY else None
+                    ),
+                    **where,
+                }
             )
         )
     recipients: dict[tuple[str, Channel], RecipientColumns] = {}
     rows: dict[tuple[str, Channel], list[int]] = {}
-    for p, h in enumerate(world.ph_household):
+    for p, h in enumerate(world.ph_household.tolist()):
         unit = world.units[int(world.hh_unit[h])]
         channel = Channel.APP if world.ph_app[p] else Channel.SMS
         cols = recipients.setdefault((unit, channel), RecipientColumns())
         lang = (base.divisions[unit].languages or ["zh"])[0]
         address = f"app-{p:016x}" if channel is Channel.APP else f"154{p:08d}"
-        cols.append(world.ph_ids[p], address, lang, int(world.hh_residents[h]), "", False, 0)
+        cols.append(world.ph_ids[p], address, lang, int(world.hh_residents[h]), "", False, 0,
+                    household=h, cell=cells[h])  # fmt: skip
         rows.setdefault((unit, channel), []).append(p)
     for mi, msgr in enumerate(world.messengers):
         unit = world.units[msgr.unit]
         cols = recipients.setdefault((unit, Channel.MESSENGER), RecipientColumns())
         lang = (base.divisions[unit].languages or ["zh"])[0]
-        cols.append(msgr.id, f"1549{mi:07d}", lang, 1, "", False, len(msgr.households))
+        cell = cells[int(msgr.households[0])] if len(msgr.households) else ""
+        cols.append(msgr.id, f"1549{mi:07d}", lang, 1, "", False, len(msgr.households),
+                    cell=cell)  # fmt: skip
         rows.setdefault((unit, Channel.MESSENGER), []).append(mi)
-    directory = Directory(base.divisions.values(), endpoints, recipients, base.groups.values())
+    directory = Directory(
+        base.divisions.values(), endpoints, recipients, base.groups.values(), households
+    )
+    for d in world.devices:  # what the gateway computed from what it was told
+        d.registry_households = directory.footprints[d.id]
     return directory, {k: np.array(v, dtype=np.int64) for k, v in rows.items()}
