@@ -36,6 +36,10 @@ from gateway import codes
 from gateway.codes import Tier
 from gateway.config import Config, load_config
 from gateway.coverage import alert_coverage
+from gateway.coverage.delivery import Prepared, targets
+from gateway.coverage.informed import BetaPrior, posterior
+from gateway.coverage.reach import ChannelReach, Reach
+from gateway.coverage.v2 import Surveyed, county_of, measure, rng_for
 from gateway.directory import Directory
 from gateway.models import Channel
 from gateway.plan import Plan, plan_alert
@@ -63,32 +67,140 @@ class AlertInputs:
     aggregates: dict[str, int]
     run: AlertRun
     minute: int
+    alert: str
+    world: World
+    survey: Surveyed | None = None
 
 
 @dataclass
 class Estimate:
     delivered: float  # D (v1: its coverage figure)
     informed: float  # C, median (v1: the same figure)
-    low: float  # the stated 90 % interval of C (v1: its bounds)
+    low: float  # the stated 90 % interval of C (v1: its lower and upper figures)
     high: float
     units: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
+    delivered_confirmed: float | None = None  # D on confirmed receipts alone (v2)
 
 
-Estimator = Callable[[Directory, Config, AlertInputs], Estimate]
+class Estimator:
+    """Reads one alert's inputs as the gateway would; may learn across alerts."""
+
+    name = ""
+
+    def __call__(self, directory: Directory, config: Config, a: AlertInputs) -> Estimate:
+        raise NotImplementedError
 
 
-def estimate_v1(directory: Directory, config: Config, a: AlertInputs) -> Estimate:
-    cov = alert_coverage(a.summary, a.aggregates, directory, config.policy, minutes=a.minute)
-    return Estimate(
-        cov.estimate,
-        cov.estimate,
-        cov.lower,
-        cov.upper,
-        {u.unit: (u.estimate, u.estimate, u.lower, u.upper) for u in cov.units},
-    )
+class V1(Estimator):
+    name = "v1"
+
+    def __call__(self, directory: Directory, config: Config, a: AlertInputs) -> Estimate:
+        cov = alert_coverage(a.summary, a.aggregates, directory, config.policy, minutes=a.minute)
+        return Estimate(
+            cov.estimate,
+            cov.estimate,
+            cov.lower,
+            cov.upper,
+            {u.unit: (u.estimate, u.estimate, u.lower, u.upper) for u in cov.units},
+        )
 
 
-ESTIMATORS: dict[str, Estimator] = {"v1": estimate_v1}
+def reach_of(a: AlertInputs) -> Reach:
+    """What the receipts said, as the gateway's receipt log would hold it (minute
+    buckets); messengers' acknowledgements with the households they named."""
+    out = Reach()
+    for channel, d in a.deliveries.items():
+        r = a.replayed[channel]
+        out.channels[channel] = ChannelReach(
+            channel=channel,
+            ids=list(d.ids),
+            units=[d.unit_codes[int(u)] for u in d.units],
+            sent=np.floor(r.first_sent),
+            confirmed=np.floor(r.first_confirmed),
+            failed=np.floor(r.final_failed),
+            provider=[channel] * len(d.ids),
+        )
+    m = out.channels["messenger"]
+    for i, o in enumerate(a.run.messengers):
+        if not np.isfinite(o.acknowledged) or not len(o.households):
+            continue
+        if not a.world.spec.messenger_names_households:
+            m.counted.append((i, float(np.floor(o.acknowledged)), len(o.households)))
+            continue
+        for at in np.unique(o.acked[np.isfinite(o.acked)]).tolist():
+            ids = [a.world.hh_ids[h] for h in o.households[o.acked == at].tolist()]
+            m.named.append((i, float(np.floor(at)), ids))
+    return out
+
+
+class V2(Estimator):
+    """Definition v2, with the county's surveyed alerts pooled into its prior."""
+
+    name = "v2"
+
+    def __init__(self, draws: int = 400) -> None:
+        self.draws = draws
+        self.posteriors: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+        self.widths_before: list[float] = []
+
+    def __call__(self, directory: Directory, config: Config, a: AlertInputs) -> Estimate:
+        t = targets(directory, list(a.summary["units"]), a.summary.get("groups", []))
+        prepared = Prepared(directory, t, reach_of(a))
+        rng = rng_for(a.alert, "theta")
+        theta: dict[str, np.ndarray] = {}
+        policies = {u: config.policy.for_unit(u) for u in t.units}
+        for unit in t.units:
+            county = county_of(unit)
+            if county in theta:
+                continue
+            model = policies[unit].coverage
+            prior = BetaPrior.from_ranges(model.ranges()).pooled(
+                model.prior_strength, self.posteriors.get(county, [])
+            )
+            theta[county] = prior.draw(rng, self.draws)
+        goals = {u: (p.targets.binding, p.targets.expected) for u, p in policies.items()}
+        if a.survey is not None:
+            before = measure(directory, prepared, theta, minutes=a.minute, targets=goals,
+                             rng=rng_for(a.alert, "noise"))  # fmt: skip
+            self.widths_before.append(before.informed_high - before.informed_low)
+            final = prepared.at(None).exposure
+            pos = t.position(len(a.world.hh_residents))
+            for county in list(theta):
+                mine = [
+                    i
+                    for i, h in enumerate(a.survey.households.tolist())
+                    if pos[h] >= 0 and county_of(t.units[int(t.unit_of[pos[h]])]) == county
+                ]
+                if not mine:
+                    continue
+                model = policies[next(u for u in t.units if county_of(u) == county)].coverage
+                prior = BetaPrior.from_ranges(model.ranges()).pooled(
+                    model.prior_strength, self.posteriors.get(county, [])
+                )
+                rows = pos[a.survey.households[mine]]
+                post, _ = posterior(
+                    prior,
+                    final.take(rows),
+                    a.survey.informed[mine],
+                    rng_for(a.alert, "posterior"),
+                    draws=self.draws,
+                )
+                theta[county] = post
+                self.posteriors.setdefault(county, []).append((post.mean(0), post.var(0)))
+        v = measure(directory, prepared, theta, minutes=a.minute, targets=goals,
+                    rng=rng_for(a.alert, "noise"))  # fmt: skip
+        return Estimate(
+            v.delivered_estimate,
+            v.informed,
+            v.informed_low,
+            v.informed_high,
+            {u.unit: (u.delivered_estimate, u.informed, u.informed_low, u.informed_high)
+             for u in v.units},
+            delivered_confirmed=v.delivered,
+        )  # fmt: skip
+
+
+ESTIMATORS: dict[str, type[Estimator]] = {"v1": V1, "v2": V2}
 
 
 def summary_of(plan: Plan) -> dict[str, Any]:
@@ -246,8 +358,14 @@ class Bench:
         aggregates: dict[str, int] = {}
         for r in replayed.values():
             aggregates.update(r.aggregates)
+        survey = None
+        if self.spec.survey_households:
+            found = run.survey(self.world, rng, self.spec.survey_households,
+                               self.spec.survey_minute)  # fmt: skip
+            survey = Surveyed(found.households, found.informed.astype(np.int64))
         return AlertInputs(p.plan, summary_of(p.plan), replayed, deliveries, aggregates, run,
-                           self.spec.evaluate_at_min)  # fmt: skip
+                           self.spec.evaluate_at_min, f"{self.spec.name}-{i}", self.world,
+                           survey)  # fmt: skip
 
 
 def _unit_truth(world: World, run: AlertRun, minute: float) -> tuple[np.ndarray, np.ndarray]:
@@ -269,16 +387,19 @@ def run_world(
 ) -> dict[str, Any]:  # fmt: skip
     started = time.perf_counter()
     bench = Bench(spec, config)
-    estimate = ESTIMATORS[estimator]
+    estimate = ESTIMATORS[estimator]()
     built = time.perf_counter() - started
     rows = []
     unit_rows = []
+    confirmed: list[float] = []
     for i in range(alerts):
         a = bench.alert(i)
         est = estimate(bench.directory, config, a)
         t = a.minute
         d_true, c_true = a.run.delivered_share(bench.world, t), a.run.informed_share(bench.world, t)
         rows.append((est.delivered, est.informed, est.low, est.high, d_true, c_true))
+        confirmed.append(est.delivered if est.delivered_confirmed is None
+                         else est.delivered_confirmed)  # fmt: skip
         ud, uc = _unit_truth(bench.world, a.run, t)
         for code, (d, c, low, high) in est.units.items():
             k = bench.world.unit_index[code]
@@ -288,7 +409,7 @@ def run_world(
     r = np.array(rows, np.float64).reshape(-1, 6)
     u = np.array(unit_rows, np.float64).reshape(-1, 6)
 
-    def pp(x: np.ndarray) -> float:
+    def pp(x: Any) -> float:
         return round(float(x) * 100, 2)
 
     err_c = r[:, 1] - r[:, 5]
@@ -299,6 +420,11 @@ def run_world(
         "evaluate_at_min": spec.evaluate_at_min,
         "delivery_mae_pp": pp(np.abs(r[:, 0] - r[:, 4]).mean()),
         "delivery_bias_pp": pp((r[:, 0] - r[:, 4]).mean()),
+        # D on confirmed receipts alone: never above the truth unless devices lie.
+        "confirmed_delivery_bias_pp": pp((np.array(confirmed) - r[:, 4]).mean()),
+        "confirmed_above_truth_rate": round(
+            float((np.array(confirmed) > r[:, 4] + 1e-9).mean()), 4
+        ),
         "informed_bias_pp": pp(err_c.mean()),
         "informed_sd_pp": pp(err_c.std(ddof=1)) if len(r) > 1 else 0.0,
         "interval_hit_rate": round(float(((r[:, 2] <= r[:, 5]) & (r[:, 5] <= r[:, 3])).mean()), 4),
@@ -313,6 +439,10 @@ def run_world(
         "true_delivered_mean": round(float(r[:, 4].mean()), 4),
         "true_informed_mean": round(float(r[:, 5].mean()), 4),
         "units_evaluated": len(u),
+        "interval_width_before_survey_pp": (
+            pp(np.mean(estimate.widths_before)) if isinstance(estimate, V2)
+            and estimate.widths_before else None
+        ),
         "seconds": round(time.perf_counter() - started, 1),
         "seconds_building_world": round(built, 1),
     }  # fmt: skip

@@ -272,6 +272,7 @@ class Directory:
         self.groups: dict[str, Group] = {g.id: g for g in groups}
         self.endpoints: dict[str, Endpoint] = {e.id: e for e in endpoints}
         self.recipients: dict[tuple[str, Channel], RecipientColumns] = recipients or {}
+        self._row_index: dict[tuple[str, Channel], dict[str, int]] = {}
         self.children: dict[str, list[str]] = {}
         for d in self.divisions.values():
             if d.parent:
@@ -354,6 +355,29 @@ class Directory:
 
     def recipient_count(self) -> int:
         return sum(len(cols) for cols in self.recipients.values())
+
+    def _rows(self, unit: str, channel: Channel) -> dict[str, int]:
+        """Recipient id → row in its unit's columns (built once per unit × channel)."""
+        found = self._row_index.get((unit, channel))
+        if found is None:
+            cols = self.recipients.get((unit, channel))
+            found = {rid: i for i, rid in enumerate(cols.ids)} if cols is not None else {}
+            self._row_index[(unit, channel)] = found
+        return found
+
+    def households_of(self, unit: str, channel: Channel, ids: Sequence[str]) -> list[int]:
+        """The household (index, −1: none) of each recipient of a unit × channel."""
+        rows = self._rows(unit, channel)
+        cols = self.recipients.get((unit, channel))
+        if cols is None:
+            return [-1] * len(ids)
+        homes = cols.household
+        return [homes[r] if (r := rows.get(rid)) is not None else -1 for rid in ids]
+
+    def recipient_cell(self, unit: str, channel: Channel, rid: str) -> str:
+        row = self._rows(unit, channel).get(rid)
+        cols = self.recipients.get((unit, channel))
+        return cols.cells[row] if cols is not None and row is not None else ""
 
     def has_households(self, unit: str) -> bool:
         """Whether coverage of `unit` can be measured over households (definition v2)."""

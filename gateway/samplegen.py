@@ -1036,10 +1036,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
     )
+    parser.add_argument(
+        "--names-from",
+        type=Path,
+        default=None,
+        help="keep the division and group names of this configuration directory (default: OUT)",
+    )
     args = parser.parse_args(argv)
     try:
         summary = generate(
-            args.out, recipients=args.recipients, endpoints=args.endpoints, seed=args.seed
+            args.out,
+            recipients=args.recipients,
+            endpoints=args.endpoints,
+            seed=args.seed,
+            names_from=args.names_from,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -40,6 +40,7 @@ __all__ = [
 ]
 
 INF = np.inf
+ACK_EVERY = 10  # a messenger's app reports the households it called on every 10 visits
 I32 = NDArray[np.int32]
 I64 = NDArray[np.int64]
 F64 = NDArray[np.float64]
@@ -193,9 +194,12 @@ class PushOutcome:
 class MessengerOutcome:
     messenger: int
     task_delivered: float
-    acknowledged: float  # INF: never acknowledged
+    acknowledged: float  # its last acknowledgement (INF: never acknowledged)
     households: I64  # the households it really called on
     visits: F64  # when
+    # When each visit was acknowledged: a grid worker's app sends the households it
+    # called on every few visits (`messenger_names_households`); INF: that ack was lost.
+    acked: F64 = field(default_factory=lambda: np.zeros(0))
 
 
 @dataclass
@@ -391,10 +395,16 @@ def _simulate(
         k = min(len(msgr.households), round(float(_u(rng, s.messenger_households)[0])))
         called = msgr.households[:k]
         visits = start + np.cumsum(_u(rng, s.messenger_minutes_per_household, k))
-        ack = float(visits[-1]) + 0.5 if k else start
-        if rng.random() < loss.messenger:
-            ack = INF
-        outcomes.append(MessengerOutcome(mi, task, ack, called, visits))
+        # Acknowledged in batches of ACK_EVERY visits, half a minute after the last of
+        # each batch (and the remainder at the end); a lost ack loses its batch.
+        ends = np.minimum(np.arange(k) // ACK_EVERY * ACK_EVERY + ACK_EVERY - 1, k - 1)
+        batch_at = visits[ends] + 0.5 if k else np.zeros(0)
+        lost = rng.random(k // ACK_EVERY + 1) < loss.messenger
+        acked = np.where(lost[np.arange(k) // ACK_EVERY], INF, batch_at)
+        if not s.messenger_names_households:  # one ack with a count, at the end
+            acked = np.full(k, INF if lost[0] else (float(visits[-1]) + 0.5 if k else INF))
+        ack = float(acked[np.isfinite(acked)].max()) if np.isfinite(acked).any() else INF
+        outcomes.append(MessengerOutcome(mi, task, ack, called, visits, acked))
     if outcomes:
         called_all = np.concatenate([o.households for o in outcomes])
         visits_all = np.concatenate([o.visits for o in outcomes])

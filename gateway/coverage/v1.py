@@ -1,4 +1,4 @@
-"""Coverage: the share of the affected population reached — a pure function, definition v1.
+"""Coverage: definition v1, for directories without households — a pure function.
 
 Definition version 1 (docs/coverage.md):
 
@@ -9,8 +9,11 @@ Definition version 1 (docs/coverage.md):
   and screens the `covers_population` of endpoints that played/displayed, for SMS and
   app the `persons` of recipients with a delivered receipt, for messengers the persons
   of households they confirmed relayed.
-- Unit coverage c_u = 1 − Π_c (1 − r_uc) (channels independent), reported with its
-  lower bound max_c r_uc and upper bound min(1, Σ_c r_uc).
+- Unit coverage c_u = 1 − Π_c (1 − r_uc) (channels independent), reported beside
+  `lower` = max_c r_uc (what it would read if the channels had reached the same people)
+  and `upper` = min(1, Σ_c r_uc) (if they had reached different people). These are not
+  bounds on the truth: loudspeakers that overlap are summed before the cap, so even
+  `lower` can lie above it (docs/coverage.md, "How good is v1").
 - Alert coverage C = Σ P_u c_u / Σ P_u (and the same for the bounds), at any minute
   after acceptance, compared with the jurisdiction's target at its deadline.
 - Broadcast coverage (应急广播覆盖率) needs no alert: Σ covers_population of loudspeakers
