@@ -220,6 +220,7 @@ def summary_of(plan: Plan) -> dict[str, Any]:
 @dataclass
 class Planned:
     plan: Plan
+    summary: dict[str, Any]
     units: list[int]
     loudspeakers: list[int]
     displays: list[int]
@@ -261,6 +262,7 @@ class Bench:
             (msgrs if g.channel is Channel.MESSENGER else phones).append(idx)
         found = Planned(
             plan=plan,
+            summary=summary_of(plan),
             units=[w.unit_index[u.code] for u in plan.units],
             loudspeakers=[w.device_index[e.endpoint.id] for e in plan.endpoints
                           if e.channel is Channel.LOUDSPEAKER],
@@ -363,7 +365,7 @@ class Bench:
             found = run.survey(self.world, rng, self.spec.survey_households,
                                self.spec.survey_minute)  # fmt: skip
             survey = Surveyed(found.households, found.informed.astype(np.int64))
-        return AlertInputs(p.plan, summary_of(p.plan), replayed, deliveries, aggregates, run,
+        return AlertInputs(p.plan, p.summary, replayed, deliveries, aggregates, run,
                            self.spec.evaluate_at_min, f"{self.spec.name}-{i}", self.world,
                            survey)  # fmt: skip
 

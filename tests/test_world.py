@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from gateway.config import load_directory
+from gateway.coverage.reach import parse_log
 from gateway.errors import ConfigError
 from gateway.models import Channel
 from gateway.receipts import DeliveryState
@@ -355,3 +356,17 @@ async def test_replay_counts_what_the_receipt_script_counts(redis: Any, prefix: 
     theirs = {k: v for k, v in (await store.aggregates("a1")).items() if k[0] in "rs"}
     assert theirs == mine.aggregates
     assert any(k.startswith("r|") for k in theirs)
+    # The reach log the script appends says the same of each delivery (coverage v2).
+    text = await redis.get(store.keys.reach_log("a1", "sms"))
+    logged = parse_log("sms", text.splitlines(keepends=True))
+    at = {rid: i for i, rid in enumerate(logged.ids)}
+    for i in range(n):
+        k = at.get(f"r{i}")
+        if k is None:
+            assert not PATTERNS[int(pattern[i])], i  # no receipt, no line
+            continue
+        assert logged.units[k] == codes[int(units[i])]
+        for got, want in ((logged.sent[k], mine.first_sent[i]),
+                          (logged.confirmed[k], mine.first_confirmed[i]),
+                          (logged.failed[k], mine.final_failed[i])):  # fmt: skip
+            assert got == (np.floor(want) if np.isfinite(want) else np.inf), (i, got, want)

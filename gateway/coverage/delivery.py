@@ -112,6 +112,7 @@ class Delivered:
 
 @dataclass
 class _Devices:
+    ids: list[str]
     ptr: I64  # CSR over targeted household positions
     members: I64
     sent: F64
@@ -142,7 +143,8 @@ class Prepared:
                 found = directory.households_of(unit, channel, [r.ids[i] for i in rows])
                 homes[rows] = found
             phone_pos.append(np.where(homes >= 0, pos[np.maximum(homes, 0)], -1))
-            provider += [f"{channel.value}:{x}" for x in r.provider]
+            prefix = f"{channel.value}:"
+            provider += [prefix + x for x in r.provider]
             sent.append(r.sent)
             conf.append(r.confirmed)
             failed.append(r.failed)
@@ -189,6 +191,7 @@ class Prepared:
         for i, minute in r.repeats:
             repeats[i].append(minute)
         return _Devices(
+            list(r.ids),
             np.array(ptr, np.int64),
             np.concatenate(members) if members else np.zeros(0, np.int64),
             r.sent, r.confirmed, r.failed,

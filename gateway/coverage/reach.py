@@ -30,7 +30,7 @@ from numpy.typing import NDArray
 
 from gateway.receipts import CONFIRMED, FINAL, DeliveryState
 
-__all__ = ["ChannelReach", "Reach", "parse_log", "record_line"]
+__all__ = ["ChannelReach", "Reach", "ReachParser", "parse_log", "record_line"]
 
 INF = math.inf
 _CONFIRMED = {s.value for s in CONFIRMED}
@@ -72,74 +72,97 @@ class ChannelReach:
 
 @dataclass
 class Reach:
-    """Every channel's deliveries of one alert."""
+    """Every channel's deliveries of one alert; `version` changes with every line read."""
 
     channels: dict[str, ChannelReach] = field(default_factory=dict)
+    version: tuple[int, ...] = ()
 
     def get(self, channel: str) -> ChannelReach:
         return self.channels.get(channel) or ChannelReach(channel)
 
 
-def parse_log(channel: str, lines: Iterable[str]) -> ChannelReach:
-    """A channel's log as columns. Malformed lines are skipped (the log is written
-    only by the gateway, but a reader must never fail on it)."""
-    pos: dict[str, int] = {}
-    units: list[str] = []
-    sent: list[float] = []
-    confirmed: list[float] = []
-    failed: list[float] = []
-    provider: list[str] = []
-    repeats: dict[tuple[int, int], float] = {}
-    named: list[tuple[int, float, list[str]]] = []
-    counted: dict[int, tuple[float, int]] = {}
-    for line in lines:
+class ReachParser:
+    """A channel's log read as it grows: `feed` new lines, `result` the columns.
+
+    Lines may come in any order and more than once; malformed lines are skipped (the
+    log is written only by the gateway, but a reader must never fail on it)."""
+
+    def __init__(self, channel: str) -> None:
+        self.channel = channel
+        self.pos: dict[str, int] = {}
+        self.units: list[str] = []
+        self.sent: list[float] = []
+        self.confirmed: list[float] = []
+        self.failed: list[float] = []
+        self.provider: list[str] = []
+        self.repeats: dict[tuple[int, int], float] = {}
+        self.named: list[tuple[int, float, list[str]]] = []
+        self.counted: dict[int, tuple[float, int]] = {}
+        self._result: ChannelReach | None = None
+        self.lines = 0  # read so far
+
+    def feed(self, lines: Iterable[str]) -> None:
+        for line in lines:
+            self._line(line)
+            self.lines += 1
+        self._result = None
+
+    def _line(self, line: str) -> None:
         parts = line.rstrip("\n").split("|", 4)
-        if len(parts) < 4:
-            continue
-        try:
-            minute = float(int(parts[0]))
-        except ValueError:
-            continue
+        if len(parts) < 4 or not parts[0].isdigit():
+            return
+        minute = float(int(parts[0]))
         what, unit, target = parts[1], parts[2], parts[3]
         extra = parts[4] if len(parts) > 4 else ""
-        i = pos.get(target)
+        i = self.pos.get(target)
         if i is None:
-            i = pos[target] = len(units)
-            units.append(unit)
-            sent.append(INF)
-            confirmed.append(INF)
-            failed.append(INF)
-            provider.append("")
-        elif unit and not units[i]:
-            units[i] = unit  # the sender's record came after a provider's receipt
+            i = self.pos[target] = len(self.units)
+            self.units.append(unit)
+            self.sent.append(INF)
+            self.confirmed.append(INF)
+            self.failed.append(INF)
+            self.provider.append("")
+        elif unit and not self.units[i]:
+            self.units[i] = unit  # the sender's record came after a provider's receipt
         if what in _SENTISH:
-            sent[i] = min(sent[i], minute)
-        if what == DeliveryState.SENT.value and extra and not provider[i]:
-            provider[i] = extra
+            self.sent[i] = min(self.sent[i], minute)
+        if what == DeliveryState.SENT.value and extra and not self.provider[i]:
+            self.provider[i] = extra
         if what in _CONFIRMED:
-            confirmed[i] = min(confirmed[i], minute)
+            self.confirmed[i] = min(self.confirmed[i], minute)
         elif what in _FAILED:
-            failed[i] = min(failed[i], minute)
+            self.failed[i] = min(self.failed[i], minute)
         elif "+" in what:
             base, _, k = what.partition("+")
             if base in _CONFIRMED and k.isdigit() and int(k) >= 1:
                 key = (i, int(k))
-                repeats[key] = min(repeats.get(key, INF), minute)
+                self.repeats[key] = min(self.repeats.get(key, INF), minute)
         elif what == "households":
-            named.append((i, minute, extra.split()))
+            self.named.append((i, minute, extra.split()))
         elif what == "count" and extra.isdigit():
-            old = counted.get(i)
+            old = self.counted.get(i)
             if old is None or int(extra) > old[1]:  # a later, larger count replaces it
-                counted[i] = (minute, int(extra))
-    return ChannelReach(
-        channel=channel,
-        ids=list(pos),
-        units=units,
-        sent=np.array(sent, np.float64),
-        confirmed=np.array(confirmed, np.float64),
-        failed=np.array(failed, np.float64),
-        provider=provider,
-        repeats=sorted((i, m) for (i, _), m in repeats.items()),
-        named=named,
-        counted=[(i, m, n) for i, (m, n) in sorted(counted.items())],
-    )
+                self.counted[i] = (minute, int(extra))
+
+    def result(self) -> ChannelReach:
+        if self._result is None:
+            self._result = ChannelReach(
+                channel=self.channel,
+                ids=list(self.pos),
+                units=list(self.units),
+                sent=np.array(self.sent, np.float64),
+                confirmed=np.array(self.confirmed, np.float64),
+                failed=np.array(self.failed, np.float64),
+                provider=list(self.provider),
+                repeats=sorted((i, m) for (i, _), m in self.repeats.items()),
+                named=list(self.named),
+                counted=[(i, m, n) for i, (m, n) in sorted(self.counted.items())],
+            )
+        return self._result
+
+
+def parse_log(channel: str, lines: Iterable[str]) -> ChannelReach:
+    """A channel's whole log as columns."""
+    parser = ReachParser(channel)
+    parser.feed(lines)
+    return parser.result()

@@ -84,7 +84,11 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
         return 2
 
     async def show(client: EndpointClient, message: dict[str, Any]) -> None:
-        print(f"[{message['action']}] {message['id']} {message.get('level')} seq {message['seq']}")
+        again = f" (repeat {message['repeat']})" if message.get("repeat") else ""
+        print(
+            f"[{message['action']}] {message['id']} {message.get('level')}"
+            f" seq {message['seq']}{again}"
+        )
         for part in message.get("content", []):
             if "pages" in part:
                 for page in part["pages"]:

@@ -3,7 +3,9 @@
 `EndpointClient` is also the reference client for device makers (docs/endpoint-protocol
 .md; `warngate endpoint-sim`): it long-polls its messages with a cursor, plays what
 says `play` unless a later entry cancelled or superseded it, posts a receipt for each,
-sends heartbeats, and reconnects with backoff. `Fleet` runs one client per endpoint of
+sends heartbeats, and reconnects with backoff. An entry it has played that comes
+again with a new seq and a higher `repeat` (an escalation) is played again, and its
+receipt says which repeat it was. `Fleet` runs one client per endpoint of
 the directory, some offline, some flaky, some slow, some broken.
 """
 
@@ -131,7 +133,9 @@ class EndpointClient:
         status = "failed"
         if ok:
             status = "played" if self.endpoint.kind.value == "loudspeaker" else "displayed"
-        receipt = {"alert": message["id"], "status": status}
+        receipt: dict[str, Any] = {"alert": message["id"], "status": status}
+        if message.get("repeat"):
+            receipt["repeat"] = int(message["repeat"])  # a play after the first
         if not ok:
             receipt["reason"] = "amplifier fault"
         async with self.session.post(

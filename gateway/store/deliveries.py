@@ -389,7 +389,11 @@ class DeliveryStore(StoreBase):
         `implicit`: the state of a delivery that has no receipt yet — `queued`, since
         the planner only counts queued deliveries instead of writing each one.
         """
-        keys = [self.keys.receipts(alert, channel), self.keys.agg(alert)]
+        keys = [
+            self.keys.receipts(alert, channel),
+            self.keys.agg(alert),
+            self.keys.reach_log(alert, channel),
+        ]
         head: list[Any] = [channel, now or now_ms(), accepted_ms, reach_state, implicit]
         # One argument per delivery, its fields joined by U+001F: encoding eight
         # arguments each was a fifth of the sender's time.

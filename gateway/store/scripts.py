@@ -36,7 +36,7 @@ ADVANCE = (
     f"local FINAL = {_lua_table((s.value, 'true') for s in FINAL)}\n"
     f"local CONF = {_lua_table((s.value, 'true') for s in CONFIRMED)}\n"
     + """
--- KEYS: receipts hash, agg hash
+-- KEYS: receipts hash, agg hash, [reach log: one line per state change, for coverage v2]
 -- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
 --       implicit state of a delivery with no receipt yet ('queued' or ''),
 --       then one argument per delivery: id, state, unit, persons, lang, groups,
@@ -53,6 +53,15 @@ local function sentish(state) return RANK[state] >= 2 and not FINAL[state] end
 -- 500 deliveries touches a handful of counters, not 1,500 HINCRBY calls.
 local acc = {}
 local function incr(field, n) acc[field] = (acc[field] or 0) + n end
+-- Coverage v2 reads what each delivery did from the reach log
+-- (`minute|state|unit|id|note`, gateway/coverage/reach.py), appended once per call.
+local lines = {}
+local function logline(state, unit, id, note)
+  if KEYS[3] then
+    lines[#lines + 1] = minute .. '|' .. state .. '|' .. unit .. '|' .. id .. '|'
+      .. string.gsub(note, '\\n', ' ') .. '\\n'
+  end
+end
 local function count_reach(unit, persons, lang, groups, sent_before, reach_before, state)
   if unit == '' then return end
   local p = tonumber(persons) or 0
@@ -94,6 +103,7 @@ for i = 6, #ARGV do
       .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
     incr('n|' .. ch .. '|' .. new, 1)
     if cstate then incr('n|' .. ch .. '|' .. cstate, -1) end
+    logline(new, unit, id, err)
     local known = cur and cunit ~= ''
     count_reach(unit, persons, lang, groups, known and sentish(cstate),
                 known and reached(cstate), new)
@@ -103,8 +113,10 @@ for i = 6, #ARGV do
     redis.call('HSET', KEYS[1], id, cstate .. '|' .. (c[2] or now) .. '|' .. unit .. '|'
       .. persons .. '|' .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
     count_reach(unit, persons, lang, groups, false, false, cstate)
+    logline(cstate, unit, id, '')
   end
 end
+if #lines > 0 then redis.call('APPEND', KEYS[3], table.concat(lines)) end
 for field, n in pairs(acc) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[2], field, n) end
 end
