@@ -37,15 +37,16 @@ from gateway.codes import Tier
 from gateway.config import Config, load_config
 from gateway.coverage import alert_coverage
 from gateway.coverage.delivery import Prepared, targets
-from gateway.coverage.informed import BetaPrior, posterior
+from gateway.coverage.fit import fit_county, pooled_prior
 from gateway.coverage.reach import ChannelReach, Reach
-from gateway.coverage.v2 import Surveyed, county_of, measure, rng_for
+from gateway.coverage.survey import Surveyed as SurveyRows
+from gateway.coverage.v2 import county_of, measure, rng_for
 from gateway.directory import Directory
-from gateway.models import Channel
+from gateway.models import Channel, Level
 from gateway.plan import Plan, plan_alert
 from gateway.receipts import DeliveryState
 from gateway.sim.replay import Deliveries, Replayed, replay
-from gateway.sim.world import AlertRun, World
+from gateway.sim.world import AlertRun, Survey, World
 from gateway.sim.worldgen import build_world, registry
 from gateway.sim.worldspec import WorldSpec, load_worlds
 
@@ -69,7 +70,8 @@ class AlertInputs:
     minute: int
     alert: str
     world: World
-    survey: Surveyed | None = None
+    run_level: Level
+    survey: Survey | None = None
 
 
 @dataclass
@@ -80,6 +82,7 @@ class Estimate:
     high: float
     units: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     delivered_confirmed: float | None = None  # D on confirmed receipts alone (v2)
+    flags: int = 0  # units or counties where surveys and receipts disagree (v2)
 
 
 class Estimator:
@@ -134,7 +137,8 @@ def reach_of(a: AlertInputs) -> Reach:
 
 
 class V2(Estimator):
-    """Definition v2, with the county's surveyed alerts pooled into its prior."""
+    """Definition v2, with the county's surveyed alerts pooled into its prior — the same
+    code as the gateway's reports (gateway.coverage.fit), state kept in memory."""
 
     name = "v2"
 
@@ -146,49 +150,43 @@ class V2(Estimator):
     def __call__(self, directory: Directory, config: Config, a: AlertInputs) -> Estimate:
         t = targets(directory, list(a.summary["units"]), a.summary.get("groups", []))
         prepared = Prepared(directory, t, reach_of(a))
-        rng = rng_for(a.alert, "theta")
-        theta: dict[str, np.ndarray] = {}
+        final = prepared.at(None)
         policies = {u: config.policy.for_unit(u) for u in t.units}
-        for unit in t.units:
-            county = county_of(unit)
-            if county in theta:
-                continue
-            model = policies[unit].coverage
-            prior = BetaPrior.from_ranges(model.ranges()).pooled(
-                model.prior_strength, self.posteriors.get(county, [])
-            )
-            theta[county] = prior.draw(rng, self.draws)
         goals = {u: (p.targets.binding, p.targets.expected) for u, p in policies.items()}
+        deadline = min(p.targets.deadline_minutes[a.run_level] for p in policies.values())
+        pos = t.position(len(a.world.hh_residents))
+        survey = SurveyRows(np.zeros(0, np.int64), np.zeros(0, np.int64), [])
         if a.survey is not None:
-            before = measure(directory, prepared, theta, minutes=a.minute, targets=goals,
+            keep = pos[a.survey.households] >= 0
+            survey = SurveyRows(
+                pos[a.survey.households[keep]],
+                a.survey.informed[keep].astype(np.int64),
+                [c for c, k in zip(a.survey.channels, keep.tolist(), strict=True) if k],
+            )
+        theta: dict[str, np.ndarray] = {}
+        prior_theta: dict[str, np.ndarray] = {}
+        corrections: dict[str, tuple[float, float]] = {}
+        flags = []
+        for county in sorted({county_of(u) for u in t.units}):
+            model = next(p for u, p in policies.items() if county_of(u) == county).coverage
+            prior = pooled_prior(
+                model.ranges(), model.prior_strength, self.posteriors.get(county, [])
+            )
+            fit = fit_county(directory, prepared, final, county, prior, survey,
+                             alert=a.alert, draws=self.draws)  # fmt: skip
+            theta[county], prior_theta[county] = fit.theta, fit.prior_theta
+            flags += fit.flags
+            if fit.correction is not None:
+                corrections[county] = fit.correction
+            if fit.surveyed:
+                self.posteriors.setdefault(county, []).append(fit.record)
+        noise = rng_for(a.alert, "noise")
+        if a.survey is not None:
+            before = measure(directory, prepared, prior_theta, minutes=a.minute, targets=goals,
                              rng=rng_for(a.alert, "noise"))  # fmt: skip
             self.widths_before.append(before.informed_high - before.informed_low)
-            final = prepared.at(None).exposure
-            pos = t.position(len(a.world.hh_residents))
-            for county in list(theta):
-                mine = [
-                    i
-                    for i, h in enumerate(a.survey.households.tolist())
-                    if pos[h] >= 0 and county_of(t.units[int(t.unit_of[pos[h]])]) == county
-                ]
-                if not mine:
-                    continue
-                model = policies[next(u for u in t.units if county_of(u) == county)].coverage
-                prior = BetaPrior.from_ranges(model.ranges()).pooled(
-                    model.prior_strength, self.posteriors.get(county, [])
-                )
-                rows = pos[a.survey.households[mine]]
-                post, _ = posterior(
-                    prior,
-                    final.take(rows),
-                    a.survey.informed[mine],
-                    rng_for(a.alert, "posterior"),
-                    draws=self.draws,
-                )
-                theta[county] = post
-                self.posteriors.setdefault(county, []).append((post.mean(0), post.var(0)))
-        v = measure(directory, prepared, theta, minutes=a.minute, targets=goals,
-                    rng=rng_for(a.alert, "noise"))  # fmt: skip
+        v = measure(directory, prepared, theta, minutes=a.minute, targets=goals, rng=noise,
+                    corrections=corrections, correct_from=deadline)  # fmt: skip
         return Estimate(
             v.delivered_estimate,
             v.informed,
@@ -197,6 +195,7 @@ class V2(Estimator):
             {u.unit: (u.delivered_estimate, u.informed, u.informed_low, u.informed_high)
              for u in v.units},
             delivered_confirmed=v.delivered,
+            flags=len(flags),
         )  # fmt: skip
 
 
@@ -362,12 +361,11 @@ class Bench:
             aggregates.update(r.aggregates)
         survey = None
         if self.spec.survey_households:
-            found = run.survey(self.world, rng, self.spec.survey_households,
-                               self.spec.survey_minute)  # fmt: skip
-            survey = Surveyed(found.households, found.informed.astype(np.int64))
+            survey = run.survey(self.world, rng, self.spec.survey_households,
+                                self.spec.survey_minute)  # fmt: skip
         return AlertInputs(p.plan, p.summary, replayed, deliveries, aggregates, run,
                            self.spec.evaluate_at_min, f"{self.spec.name}-{i}", self.world,
-                           survey)  # fmt: skip
+                           p.plan.level, survey)  # fmt: skip
 
 
 def _unit_truth(world: World, run: AlertRun, minute: float) -> tuple[np.ndarray, np.ndarray]:
@@ -394,12 +392,14 @@ def run_world(
     rows = []
     unit_rows = []
     confirmed: list[float] = []
+    flagged: list[bool] = []
     for i in range(alerts):
         a = bench.alert(i)
         est = estimate(bench.directory, config, a)
         t = a.minute
         d_true, c_true = a.run.delivered_share(bench.world, t), a.run.informed_share(bench.world, t)
         rows.append((est.delivered, est.informed, est.low, est.high, d_true, c_true))
+        flagged.append(est.flags > 0)
         confirmed.append(est.delivered if est.delivered_confirmed is None
                          else est.delivered_confirmed)  # fmt: skip
         ud, uc = _unit_truth(bench.world, a.run, t)
@@ -441,6 +441,8 @@ def run_world(
         "true_delivered_mean": round(float(r[:, 4].mean()), 4),
         "true_informed_mean": round(float(r[:, 5].mean()), 4),
         "units_evaluated": len(u),
+        # Alerts where surveys and receipts disagreed: the registry is flagged suspect.
+        "registry_flagged_rate": round(float(np.mean(flagged)), 4) if flagged else 0.0,
         "interval_width_before_survey_pp": (
             pp(np.mean(estimate.widths_before)) if isinstance(estimate, V2)
             and estimate.widths_before else None

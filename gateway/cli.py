@@ -81,6 +81,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", choices=["daily", "weekly", "monthly", "quarterly", "annual"])
     p.add_argument("--end", default=None, help="end of the period (ISO date/time; default now)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--alerts", action="store_true", help="with --period: one row per alert, not totals"
+    )
     p.add_argument("--data-dir", type=Path, default=None)
 
     p = sub.add_parser("simulate", help="run a simulated county around a running gateway")
@@ -245,7 +248,14 @@ def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:
 
 async def cmd_report(args: argparse.Namespace) -> int:
     from gateway.app import open_redis
-    from gateway.reports import alert_report, format_report, period_rows, rows_csv
+    from gateway.reports import (
+        alert_report,
+        format_period,
+        format_report,
+        period_report,
+        rows_csv,
+        totals_csv,
+    )
     from gateway.store import Store
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
@@ -259,18 +269,13 @@ async def cmd_report(args: argparse.Namespace) -> int:
             end = datetime.fromisoformat(args.end) if args.end else None
             if end is not None and end.tzinfo is None:
                 end = end.replace(tzinfo=UTC)
-            rows = await period_rows(config, store, args.period, end=end)
+            stats = await period_report(config, store, args.period, end=end)
             if args.format == "json":
-                print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+                print(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
             elif args.format == "csv":
-                print(rows_csv(rows), end="")
+                print(rows_csv(stats["rows"]) if args.alerts else totals_csv(stats), end="")
             else:
-                for row in rows:
-                    print(
-                        f"{row['accepted'][:16]}  {row['alert']}  {row['msgType']:<6} "
-                        f"{row['level']:<6} {row['coverage'] * 100:5.1f}%  {row['verdict']}"
-                    )
-                print(f"{len(rows)} alerts ({args.period})")
+                print(format_period(stats, alerts=args.alerts))
             return 0
         record = await store.get_alert(args.alert)
         if record is None:

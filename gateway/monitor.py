@@ -36,7 +36,8 @@ from gateway.escalation import next_step
 from gateway.metrics import Metrics
 from gateway.models import AlertRecord, Channel, MsgType
 from gateway.planner import Planner
-from gateway.reports import alert_report
+from gateway.policy import UnitPolicy
+from gateway.reports import alert_report, write_period
 from gateway.reports.figures import figures_of
 from gateway.reports.v2 import applies, inputs, measured
 from gateway.store import Store, now_ms
@@ -46,6 +47,8 @@ __all__ = ["Monitor", "checkpoint_key"]
 log = logging.getLogger("warngate.monitor")
 KEEP_S = 30 * 24 * 3600
 FIGURES_EVERY_S = 60.0
+PERIODIC_EVERY_S = 600.0
+BROADCAST_EVERY_S = 3600.0
 
 
 def checkpoint_key(unit: str, share: float) -> str:
@@ -62,11 +65,14 @@ class Monitor:
         self._shown: set[tuple[str, ...]] = set()
         self._live: set[str] = set()
         self._figures_at: dict[str, float] = {}
+        self._periodic_at = -1e18
+        self._broadcast_at = -1e18
 
     async def run(self, stop: asyncio.Event, interval_s: float) -> None:
         while not stop.is_set():
             try:
                 await self.tick()
+                await self.periodic()
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -94,6 +100,26 @@ class Monitor:
         self._live = set(live)
         await self._broadcast(now)
         return taken
+
+    async def periodic(self, now: datetime | None = None) -> list[str]:
+        """Statistics of each completed calendar period into `coverage.reports_dir`, if
+        set (looked at once every ten minutes; a period's files are written once)."""
+        settings = self.config.settings.coverage
+        if settings.reports_dir is None:
+            return []
+        if time.monotonic() - self._periodic_at < PERIODIC_EVERY_S and now is None:
+            return []
+        self._periodic_at = time.monotonic()
+        at = now or datetime.now(UTC)
+        units = self.config.directory.units
+        tz = (self.config.policy.for_unit(units[0]) if units else UnitPolicy()).tz()
+        written = []
+        for period in settings.reports_periods:
+            path = await write_period(self.config, self.store, period, at, settings.reports_dir, tz)
+            if path is not None:
+                log.info("wrote %s statistics to %s", period, path)
+                written.append(str(path))
+        return written
 
     async def _keep_figures(self, record: AlertRecord, now: int, *, force: bool = False) -> None:
         """The alert's figures for periodic statistics (aggregates that outlive
@@ -305,7 +331,17 @@ class Monitor:
         per_unit = broadcast_coverage(
             self.config.directory, beats, now_ms=now, healthy_within_ms=window
         )
-        for row in rollup_broadcast(self.config.directory, per_unit, Tier.COUNTY):
+        rows = rollup_broadcast(self.config.directory, per_unit, Tier.COUNTY)
+        if time.monotonic() - self._broadcast_at >= BROADCAST_EVERY_S:
+            # Hourly snapshots: the period statistics average them.
+            self._broadcast_at = time.monotonic()
+            days = self.config.settings.coverage.keep_figures_days
+            await self.store.record_broadcast(
+                datetime.fromtimestamp(now / 1000, UTC),
+                {row["code"]: row["coverage"] for row in rows},
+                days * 86400,
+            )
+        for row in rows:
             self.metrics.broadcast_coverage.labels(row["code"]).set(row["coverage"])
             self.metrics.endpoints_offline.labels(row["code"]).set(
                 row["loudspeakers"] - row["healthy"]

@@ -185,8 +185,8 @@ async def test_surveys_narrow_the_interval_and_bad_answers_change_nothing(
             await play(gw, e.id, body["id"])
     before = await coverage(gw, body["id"])
     members = h.by_unit[UNIT].tolist()[:60]
-    answers = [{"household": h.ids[i], "informed": int(h.residents[i]) // 2,
-                "channels": ["loudspeaker"], "minute": 5} for i in members]  # fmt: skip
+    answers = [{"household": h.ids[i], "informed": int(h.residents[i]) // 2, "minute": 5}
+               for i in members]  # fmt: skip
     url = f"/api/v1/alerts/{body['id']}/surveys"
     bad_cases = [
         ({"households": [{"household": "h-nope", "informed": 1}]}, "unknown-household"),
@@ -222,9 +222,44 @@ async def test_surveys_narrow_the_interval_and_bad_answers_change_nothing(
     width = lambda r: r[1] - r[0]  # noqa: E731
     assert width(s["informed_interval"]) < width(s["informed_interval_without"])
     assert s["narrowed_by_pp"] > 0
+    assert after["registry_suspect"] == []
     # The county learns: its posterior is kept for its next alerts.
     [kept] = await gw.store.posteriors("652301")
     assert (kept["alert"], kept["households"]) == (body["id"], 60)
+
+
+async def test_households_hearing_a_loudspeaker_outside_every_footprint_flag_the_registry(
+    gateway: Gateway,
+) -> None:
+    """Surveyed households say a loudspeaker told them, but no loudspeaker that played
+    reaches them in the registry: its footprints are wrong. The report says so, and C's
+    interval widens to what the survey alone supports."""
+    gw = gateway
+    body = await gw.post(A.alert(geocodes=[UNIT]))
+    await gw.run()
+    d = gw.config.directory
+    h = d.households
+    assert h is not None
+    speakers = [e for e in d.endpoints_by_unit[UNIT] if e.kind.value == "loudspeaker"]
+    await play(gw, speakers[0].id, body["id"])
+    heard = set(d.footprints[speakers[0].id].tolist())
+    outside = [i for i in h.by_unit[UNIT].tolist() if i not in heard][:40]
+    answers = [{"household": h.ids[i], "informed": int(h.residents[i]),
+                "channels": ["loudspeaker"]} for i in outside]  # fmt: skip
+    without = await coverage(gw, body["id"])
+    resp = await gw.client.post(
+        f"/api/v1/alerts/{body['id']}/surveys",
+        data=orjson.dumps({"households": answers}),
+        headers=A.auth(A.OPERATOR),
+    )
+    assert resp.status == 200, await resp.text()
+    report = await coverage(gw, body["id"])
+    kinds = {(f["unit"], f["kind"]) for f in report["surveys"]["flags"]}
+    assert ("652301", "outside-footprint") in kinds
+    assert "652301" in report["registry_suspect"]
+    # Everyone surveyed knew (far more than the receipts explain): C moves up and its
+    # interval is the survey's, wider than the model alone would give.
+    assert report["informed"] > without["informed"]
 
 
 async def test_messengers_survey_through_their_task_and_by_sms(gateway: Gateway) -> None:

@@ -167,9 +167,14 @@ def measure(
     targets: Mapping[str, tuple[float, float]],
     rng: np.random.Generator,
     surveyed: Surveyed | None = None,
+    corrections: Mapping[str, tuple[float, float]] | None = None,
+    correct_from: float = 0.0,
 ) -> AlertV2:
     """D and C of an alert by `minutes` (None: everything so far). `theta`: county →
-    draws × 6 of the model's parameters; `targets`: unit → (binding, expected)."""
+    draws × 6 of the model's parameters; `targets`: unit → (binding, expected);
+    `corrections`: county → (shift, standard error) of its informed share where the
+    surveys found the registry suspect (gateway.coverage.fit), applied to figures from
+    minute `correct_from` on (the surveys tell the alert's outcome, not its start)."""
     t = prepared.targets
     got: Delivered = prepared.at(minutes)
     k = len(t.units)
@@ -207,6 +212,11 @@ def measure(
             n_surveyed[u] += 1
     noise = rng.standard_normal((k, draws)) * np.sqrt(np.maximum(variance, 0.0))
     pop = np.maximum(t.population, 1).astype(np.float64)
+    if corrections and (minutes is None or minutes >= correct_from):
+        for county, (shift, se) in sorted(corrections.items()):
+            units_of = counties == county
+            error = rng.normal(shift, se, draws)
+            persons[units_of] += pop[units_of, None] * error[None, :]
     informed_draws = np.clip(persons + noise, 0.0, pop[:, None])
     units = []
     lo, hi = INTERVAL

@@ -12,17 +12,31 @@ from gateway.reports.alert import (
     broadcast_report,
     format_report,
     pct,
-    period_rows,
     rows_csv,
+)
+from gateway.reports.period import (
+    PERIODS,
+    calendar_period,
+    format_period,
+    period_report,
+    period_rows,
+    totals_csv,
+    write_period,
 )
 
 __all__ = [
+    "PERIODS",
     "AlertTarget",
     "alert_report",
     "alert_target",
     "broadcast_report",
+    "calendar_period",
+    "format_period",
     "format_report",
     "pct",
+    "period_report",
     "period_rows",
     "rows_csv",
+    "totals_csv",
+    "write_period",
 ]

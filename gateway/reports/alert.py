@@ -8,7 +8,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from gateway import codes
@@ -34,7 +34,6 @@ __all__ = [
     "alert_report",
     "broadcast_report",
     "format_report",
-    "period_rows",
     "rows_csv",
 ]
 
@@ -211,42 +210,6 @@ async def broadcast_report(
             name: rollup_broadcast(config.directory, per_unit, tier) for name, tier in TIERS.items()
         },
     }
-
-
-PERIODS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
-
-
-async def period_rows(
-    config: Config, store: Store, period: str, *, end: datetime | None = None
-) -> list[dict[str, Any]]:
-    """One row per alert accepted in the period: the statistics plans ask for."""
-    until = end or datetime.now(UTC)
-    since = until - timedelta(days=PERIODS[period])
-    records = await store.alerts_between(since, until)
-    rows = []
-    for record in records:
-        report = await alert_report(config, store, record)
-        target = report.get("target", {})
-        rows.append(
-            {
-                "alert": record.id,
-                "identifier": record.alert.identifier,
-                "agency": record.agency,
-                "accepted": record.received.isoformat(),
-                "msgType": record.alert.msgType.value,
-                "status": record.alert.status.value,
-                "level": record.level.value,
-                "hazards": " ".join(record.hazards),
-                "units": len(report.get("units", [])),
-                "population": report.get("population", 0),
-                "coverage": report.get("coverage", 0.0),
-                "coverage_at_deadline": target.get("coverage_at_deadline", 0.0),
-                "target": target.get("binding", ""),
-                "verdict": target.get("verdict", "not planned"),
-                "definition": DEFINITION,
-            }
-        )
-    return rows
 
 
 def format_report(report: dict[str, Any], directory: Any) -> str:

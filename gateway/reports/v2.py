@@ -11,7 +11,7 @@ process until the reach log or the surveys change.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
 
@@ -22,8 +22,8 @@ from gateway.codes import Tier
 from gateway.config import Config
 from gateway.coverage import DEFINITION_V2, SERIES_MINUTES
 from gateway.coverage.delivery import Prepared, Targets, first_minute, targets
-from gateway.coverage.informed import BetaPrior, posterior
-from gateway.coverage.survey import Flag, disagreements
+from gateway.coverage.fit import CountyFit, fit_county, pooled_prior
+from gateway.coverage.survey import Flag
 from gateway.coverage.survey import Surveyed as SurveyRows
 from gateway.coverage.v2 import AlertV2, Surveyed, county_of, measure, rng_for
 from gateway.models import AlertRecord
@@ -47,10 +47,13 @@ class Inputs:
     surveyed: Surveyed
     flags: list[Flag]
     goals: dict[str, tuple[float, float]]  # unit → (binding, expected)
+    # county → (shift, standard error) of C where the surveys found the registry suspect
+    corrections: dict[str, tuple[float, float]] = field(default_factory=dict)
+    correct_from: float = 0.0  # the deadline: surveys tell the outcome
 
 
 _prepared: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
-_posteriors: OrderedDict[tuple[Any, ...], tuple[F64, list[Flag]]] = OrderedDict()
+_fits: OrderedDict[tuple[Any, ...], CountyFit] = OrderedDict()
 
 
 def _keep(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
@@ -80,6 +83,9 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
     t = prepared.targets
     policies = {u: config.policy.for_unit(u) for u in t.units}
     goals = {u: (p.targets.binding, p.targets.expected) for u, p in policies.items()}
+    correct_from = float(
+        min((p.targets.deadline_minutes[record.level] for p in policies.values()), default=0)
+    )
     answers = await store.surveys(record.id)
     h = d.households
     assert h is not None
@@ -88,46 +94,47 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
             if hid in h.index and pos[h.index[hid]] >= 0]  # fmt: skip
     theta: dict[str, F64] = {}
     prior_theta: dict[str, F64] = {}
+    corrections: dict[str, tuple[float, float]] = {}
     flags: list[Flag] = []
     final = prepared.at(None)
-    counties = sorted({county_of(u) for u in t.units})
-    for county in counties:
+    survey = SurveyRows(
+        np.array([p for p, _ in rows], np.int64),
+        np.array([a["informed"] for _, a in rows], np.int64),
+        [list(a.get("channels", [])) for _, a in rows],
+    )
+    for county in sorted({county_of(u) for u in t.units}):
         model = next(p for u, p in policies.items() if county_of(u) == county).coverage
-        pooled = [
+        past = [
             (np.array(r["mean"]), np.array(r["var"]))
             for r in await store.posteriors(county)
             if r.get("alert") != record.id
         ]
-        prior = BetaPrior.from_ranges(model.ranges()).pooled(model.prior_strength, pooled)
-        prior_theta[county] = prior.draw(rng_for(record.id, f"theta|{county}"), DRAWS)
-        mine = [(p, a) for p, a in rows if county_of(t.units[int(t.unit_of[p])]) == county]
-        if not mine:
-            theta[county] = prior_theta[county]
-            continue
-        skey = (record.id, county, reach.version, tuple((int(p), a["informed"]) for p, a in mine))
-        found = _posteriors.get(skey)
-        if found is None:
-            positions = np.array([p for p, _ in mine], np.int64)
-            informed = np.array([a["informed"] for _, a in mine], np.int64)
-            post, _ = posterior(prior, final.exposure.take(positions), informed,
-                                rng_for(record.id, f"posterior|{county}"), draws=DRAWS)  # fmt: skip
-            found = (post, disagreements(
-                prepared, final, post,
-                SurveyRows(positions, informed, [list(a.get("channels", [])) for _, a in mine]),
-            ))  # fmt: skip
-            _keep(_posteriors, skey, found)
-            await store.save_posterior(
-                county,
-                {"alert": record.id, "households": len(mine),
-                 "mean": found[0].mean(0).tolist(), "var": found[0].var(0).tolist()},
-            )  # fmt: skip
-        theta[county], county_flags = found
-        flags += county_flags
+        prior = pooled_prior(model.ranges(), model.prior_strength, past)
+        answered = tuple(zip(survey.positions.tolist(), survey.informed.tolist(), strict=True))
+        fkey = (record.id, county, reach.version, len(past), answered)
+        fit = _fits.get(fkey)
+        if fit is None:
+            fit = fit_county(d, prepared, final, county, prior, survey, alert=record.id,
+                             draws=DRAWS)  # fmt: skip
+            _keep(_fits, fkey, fit)
+            if fit.surveyed:
+                mean, var = fit.record
+                await store.save_posterior(
+                    county,
+                    {"alert": record.id, "households": fit.surveyed,
+                     "mean": mean.tolist(), "var": var.tolist()},
+                )  # fmt: skip
+        theta[county], prior_theta[county] = fit.theta, fit.prior_theta
+        flags += fit.flags
+        if fit.correction is not None:
+            corrections[county] = fit.correction
     surveyed = Surveyed(
         np.array([t.households[p] for p, _ in rows], np.int64),
         np.array([a["informed"] for _, a in rows], np.int64),
     )
-    return Inputs(t, prepared, theta, prior_theta, surveyed, flags, goals)
+    return Inputs(
+        t, prepared, theta, prior_theta, surveyed, flags, goals, corrections, correct_from
+    )
 
 
 def measured(inp: Inputs, config: Config, record: AlertRecord, minutes: float | None,
@@ -138,6 +145,7 @@ def measured(inp: Inputs, config: Config, record: AlertRecord, minutes: float | 
     return measure(
         config.directory, inp.prepared, theta, minutes=minutes, targets=inp.goals,
         rng=rng_for(record.id, "noise"), surveyed=None if prior else inp.surveyed,
+        corrections=None if prior else inp.corrections, correct_from=inp.correct_from,
     )  # fmt: skip
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -97,6 +98,41 @@ class CoverageStore(StoreBase):
         async with self.redis.pipeline(transaction=False) as pipe:
             pipe.set(key, orjson.dumps(figures).decode(), ex=ttl_s)
             await pipe.execute()
+
+    async def record_broadcast(self, at: datetime, per_county: Mapping[str, float],
+                               ttl_s: int) -> None:  # fmt: skip
+        """One snapshot of broadcast coverage per county, into its (UTC) day."""
+        key = self.keys.broadcast_day(at.astimezone(UTC).date().isoformat())
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for county, value in per_county.items():
+                pipe.hincrbyfloat(key, f"{county}|sum", float(value))
+                pipe.hincrby(key, f"{county}|n", 1)
+            pipe.expire(key, ttl_s)
+            await pipe.execute()
+
+    async def broadcast_means(self, since: datetime, until: datetime) -> dict[str, float]:
+        """County → mean broadcast coverage over the snapshots of the days in [since, until)."""
+        days = []
+        day = since.astimezone(UTC).date()
+        while day < until.astimezone(UTC).date() or (day == since.astimezone(UTC).date()):
+            days.append(day.isoformat())
+            day += timedelta(days=1)
+            if len(days) > 400:
+                break
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for d in days:
+                pipe.hgetall(self.keys.broadcast_day(d))
+            rows = await pipe.execute()
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        for row in rows:
+            for field_, value in row.items():
+                county, _, kind = field_.rpartition("|")
+                if kind == "sum":
+                    sums[county] = sums.get(county, 0.0) + float(value)
+                elif kind == "n":
+                    counts[county] = counts.get(county, 0) + int(value)
+        return {c: round(sums[c] / counts[c], 4) for c in sorted(sums) if counts.get(c)}
 
     async def coverage_summaries(self, alerts: Sequence[str]) -> list[dict[str, Any] | None]:
         if not alerts:

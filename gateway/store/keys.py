@@ -40,6 +40,8 @@ Coverage (definition v2)
     p:survey:{alert}          hash    household id → what a post-alert survey found (JSON)
     p:covpost:{county}        list    JSON (alert, posterior mean and variance of the
                                       person-level model) of surveyed alerts, newest first
+    p:covbcast:{YYYY-MM-DD}   hash    broadcast coverage snapshots of a (UTC) day:
+                                      `{county}|sum`, `{county}|n` (periodic reports)
     p:covsum:{alert}          string  JSON: the alert's figures kept after per-recipient data
                                       expires: definition, D, C at the deadline and at
                                       the end, time to target … (periodic reports)
@@ -126,6 +128,9 @@ class Keys:
 
     def coverage_summary(self, alert: str) -> str:
         return self._("covsum", alert)
+
+    def broadcast_day(self, day: str) -> str:
+        return self._("covbcast", day)
 
     def lease(self, consumer: str) -> str:
         return self._("lease", consumer)
