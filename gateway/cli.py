@@ -97,6 +97,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receipt-loss", type=float, default=0.05)
     p.add_argument("--correlation", type=float, default=0.5)
     p.add_argument("--report-every", type=float, default=15.0, help="seconds between reports")
+    p.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="a world file (config/worlds/*.yaml): its people and devices are the truth",
+    )
+    p.add_argument("--world-name", default=None, help="which world of the file (default: first)")
 
     p = sub.add_parser("endpoint-sim", help="a reference loudspeaker/screen client")
     p.add_argument("--gateway", default="http://127.0.0.1:8080")

@@ -162,7 +162,8 @@ class Monitor:
         checks: dict[str, dict[float, tuple[bool, dict[str, Any]]]] = {}
         if v2:
             inp = await inputs(self.config, self.store, record, summary)
-            current = measured(inp, self.config, record, minute)
+            # The arithmetic in a worker thread: the event loop serves devices meanwhile.
+            current = await asyncio.to_thread(measured, inp, self.config, record, minute)
             figure = current.delivered
             per_unit = {u.unit: u.delivered for u in current.units}
             if not record.exercise:

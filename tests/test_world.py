@@ -370,3 +370,30 @@ async def test_replay_counts_what_the_receipt_script_counts(redis: Any, prefix: 
                           (logged.confirmed[k], mine.first_confirmed[i]),
                           (logged.failed[k], mine.final_failed[i])):  # fmt: skip
             assert got == (np.floor(want) if np.isfinite(want) else np.inf), (i, got, want)
+
+
+def test_a_world_over_the_registry_keeps_what_the_registry_says(base: Any) -> None:
+    from gateway.sim.truth import LiveTruth
+    from gateway.sim.worldgen import from_registry
+
+    spec = _township(registered_radius_is_true=True, lying_devices=0.0, offline_devices=0.0,
+                     broken_devices=0.0)  # fmt: skip
+    w = from_registry(spec, base)
+    h = base.households
+    units = base.units_under("652301001")
+    assert w.units == units
+    assert w.persons == sum(h.residents_of(u) for u in units)
+    endpoints = [e for u in units for e in base.endpoints_by_unit.get(u, [])]
+    assert sorted(d.id for d in w.devices) == sorted(e.id for e in endpoints)
+    for d in w.devices:  # the registry is right: true footprint = registered footprint
+        assert [w.hh_ids[i] for i in d.true_households] == [h.ids[i] for i in base.footprints[d.id]]
+    live = LiveTruth(w, seed=3)
+    speaker = next(d for d in w.devices if d.kind is Channel.LOUDSPEAKER)
+    assert live.shares("a", [units[0]]) == (0.0, 0.0)
+    live.played("a", speaker.id)
+    delivered, informed = live.shares("a", [w.units[speaker.unit]])
+    covered = int(w.hh_residents[speaker.true_households].sum())
+    assert delivered == pytest.approx(covered / w.unit_population[speaker.unit])
+    assert 0 < informed <= delivered
+    # Asking again changes nothing (each event is drawn once, as it comes).
+    assert live.shares("a", [w.units[speaker.unit]]) == (delivered, informed)

@@ -208,8 +208,19 @@ class Prepared:
         return sorted({float(x) for x in out[np.isfinite(out)]})
 
     def at(self, minute: float | None) -> Delivered:
-        """What held by `minute` (bucket < minute; None: everything so far)."""
+        """What held by `minute` (bucket < minute; None: everything so far). The last
+        few answers are kept: a report and a monitor round ask for the same minutes."""
         t = INF if minute is None else float(minute)
+        cache: dict[float, Delivered] = self.__dict__.setdefault("_at_cache", {})
+        found = cache.get(t)
+        if found is None:
+            found = self._at(t)
+            if len(cache) >= 64:
+                cache.pop(next(iter(cache)))
+            cache[t] = found
+        return found
+
+    def _at(self, t: float) -> Delivered:
         n = self.n
         covered = np.zeros(n, bool)
         log_miss = np.zeros(n)  # log P(not delivered) from unconfirmed sends

@@ -10,6 +10,7 @@ process until the reach log or the surveys change.
 
 from __future__ import annotations
 
+import asyncio
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -54,6 +55,9 @@ class Inputs:
 
 _prepared: OrderedDict[tuple[Any, ...], Prepared] = OrderedDict()
 _fits: OrderedDict[tuple[Any, ...], CountyFit] = OrderedDict()
+_inputs: OrderedDict[tuple[Any, ...], Inputs] = OrderedDict()
+# A report computed for an alert's inputs, `at` and the minute it was asked in.
+_reports: OrderedDict[tuple[Any, ...], dict[str, Any]] = OrderedDict()
 
 
 def _keep(cache: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
@@ -78,7 +82,7 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
     prepared = _prepared.get(key)
     if prepared is None:
         t = targets(d, units, summary.get("groups", []))
-        prepared = Prepared(d, t, reach)
+        prepared = await asyncio.to_thread(Prepared, d, t, reach)
         _keep(_prepared, key, prepared)
     t = prepared.targets
     policies = {u: config.policy.for_unit(u) for u in t.units}
@@ -87,6 +91,14 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
         min((p.targets.deadline_minutes[record.level] for p in policies.values()), default=0)
     )
     answers = await store.surveys(record.id)
+    pasts = {
+        c: await store.posteriors(c) for c in sorted({county_of(u) for u in prepared.targets.units})
+    }
+    ikey = (key, tuple(sorted((k, v.get("informed")) for k, v in answers.items())),
+            tuple(len(v) for v in pasts.values()))  # fmt: skip
+    done = _inputs.get(ikey)
+    if done is not None:
+        return done
     h = d.households
     assert h is not None
     pos = t.position(len(h))
@@ -106,7 +118,7 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
         model = next(p for u, p in policies.items() if county_of(u) == county).coverage
         past = [
             (np.array(r["mean"]), np.array(r["var"]))
-            for r in await store.posteriors(county)
+            for r in pasts[county]
             if r.get("alert") != record.id
         ]
         prior = pooled_prior(model.ranges(), model.prior_strength, past)
@@ -114,8 +126,10 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
         fkey = (record.id, county, reach.version, len(past), answered)
         fit = _fits.get(fkey)
         if fit is None:
-            fit = fit_county(d, prepared, final, county, prior, survey, alert=record.id,
-                             draws=DRAWS)  # fmt: skip
+            fit = await asyncio.to_thread(
+                fit_county, d, prepared, final, county, prior, survey, alert=record.id,
+                draws=DRAWS,
+            )  # fmt: skip
             _keep(_fits, fkey, fit)
             if fit.surveyed:
                 mean, var = fit.record
@@ -132,9 +146,11 @@ async def inputs(config: Config, store: Store, record: AlertRecord, summary: dic
         np.array([t.households[p] for p, _ in rows], np.int64),
         np.array([a["informed"] for _, a in rows], np.int64),
     )
-    return Inputs(
+    done = Inputs(
         t, prepared, theta, prior_theta, surveyed, flags, goals, corrections, correct_from
     )
+    _keep(_inputs, ikey, done)
+    return done
 
 
 def measured(inp: Inputs, config: Config, record: AlertRecord, minutes: float | None,
@@ -225,8 +241,30 @@ async def report_v2(
     binding: float,
     expected: float,
 ) -> dict[str, Any]:
-    """The v2 part of an alert's coverage report (gateway.reports.alert adds the rest)."""
+    """The v2 part of an alert's coverage report (gateway.reports.alert adds the rest).
+    The arithmetic runs in a worker thread: a county's report takes a second of numpy,
+    which must not hold up the event loop (numpy lets go of the interpreter meanwhile)."""
     inp = await inputs(config, store, record, summary)
+    key = (record.id, id(inp), at, (now - int(record.received.timestamp() * 1000)) // 60_000)
+    found = _reports.get(key)
+    if found is None:
+        found = await asyncio.to_thread(
+            _report, inp, config, record, at, now, deadline_minutes, binding, expected
+        )
+        _keep(_reports, key, found)
+    return found
+
+
+def _report(
+    inp: Inputs,
+    config: Config,
+    record: AlertRecord,
+    at: int | None,
+    now: int,
+    deadline_minutes: int,
+    binding: float,
+    expected: float,
+) -> dict[str, Any]:
     accepted_ms = int(record.received.timestamp() * 1000)
     elapsed = max(0, (now - accepted_ms) // 60_000)
     deadline = record.received + timedelta(minutes=deadline_minutes)

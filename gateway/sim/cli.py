@@ -14,6 +14,7 @@ from gateway.config import Config
 from gateway.samplegen import device_token
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.fleet import EndpointClient
+from gateway.sim.worldspec import load_worlds
 
 __all__ = ["run_endpoint", "run_simulate"]
 
@@ -29,11 +30,24 @@ def _stop_on_signals() -> asyncio.Event:
 async def run_simulate(config: Config, args: argparse.Namespace) -> int:
     """Providers at the ports the configuration names, devices polling the gateway, and
     every so often each live alert's coverage beside the ground truth."""
+    world = None
+    if getattr(args, "world", None) is not None:
+        worlds = load_worlds(args.world)
+        name = getattr(args, "world_name", None)
+        world = next((w for w in worlds if w.name == name), None) if name else worlds[0]
+        if world is None:
+            print(f"no world {name!r} in {args.world}")
+            return 2
+        if config.directory.households is None:
+            print("a world needs a directory with households (households.csv)")
+            return 2
+        print(f"world {world.name}: its people, radii and device fates are the truth")
     settings = SimSettings(
         time_scale=args.time_scale,
         correlation=args.correlation,
         sms=ProviderBehaviour(failure_rate=args.sms_failure, receipt_loss=args.receipt_loss),
         devices=DeviceBehaviour(offline=args.offline, flaky=args.flaky),
+        world=world,
     )
     sim = Simulation(config, settings)
     urls = await sim.start_providers(args.gateway, fixed_ports=True)
@@ -68,6 +82,16 @@ async def _report(
             if not report.get("planned"):
                 continue
             cmp = sim.compare(report)
+            if "truth_informed" in cmp:
+                low, high = cmp["informed_interval"]
+                print(
+                    f"{a['id']} {a['level']:<6} {a['state']:<9}"
+                    f" D {cmp['delivered'] * 100:5.1f}%"
+                    f" (truth {cmp['truth_delivered'] * 100:5.1f}%)"
+                    f"  C {cmp['informed'] * 100:5.1f}% [{low * 100:.1f}, {high * 100:.1f}]"
+                    f" (truth {cmp['truth_informed'] * 100:5.1f}%)"
+                )
+                continue
             print(
                 f"{a['id']} {a['level']:<6} {a['state']:<9} gateway {cmp['gateway'] * 100:5.1f}%"
                 f"  truth {cmp['truth'] * 100:5.1f}%  error {cmp['error'] * 100:+5.1f} points"

@@ -25,6 +25,8 @@ import orjson
 from gateway.directory import Directory, Endpoint
 from gateway.models import Channel
 from gateway.sim.population import Population, Truth
+from gateway.sim.truth import LiveTruth
+from gateway.sim.world import Fate
 
 __all__ = ["DeviceBehaviour", "EndpointClient", "Fleet"]
 
@@ -53,6 +55,7 @@ class EndpointClient:
     flaky: float = 0.0
     delay_s: float = 0.0
     broken: bool = False
+    lying: bool = False  # says it played, stays silent
     heartbeat_s: float = 60.0
     wait_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
@@ -128,7 +131,7 @@ class EndpointClient:
         ok = not self.broken
         if ok:
             self.played.append(message)
-            if self.on_play is not None:
+            if self.on_play is not None and not self.lying:
                 await self.on_play(self, message)
         status = "failed"
         if ok:
@@ -172,6 +175,7 @@ class Fleet:
         time_scale: float = 1.0,
         seed: int = 13,
         only: set[str] | None = None,
+        live: LiveTruth | None = None,
     ) -> None:
         self.directory = directory
         self.population = population
@@ -181,6 +185,7 @@ class Fleet:
         self.time_scale = time_scale
         self.rng = random.Random(seed)
         self.only = only
+        self.live = live
         self.clients: list[EndpointClient] = []
         self.offline: list[str] = []
         self._stop = asyncio.Event()
@@ -190,6 +195,8 @@ class Fleet:
         span = self.population.span(Channel(client.endpoint.kind.value), client.endpoint.id)
         if span is not None:
             self.truth.add(message["id"], span)
+        if self.live is not None and message.get("action") == "play":
+            self.live.played(message["id"], client.endpoint.id)
 
     async def start(self, session: aiohttp.ClientSession, base: str) -> None:
         b = self.behaviour
@@ -197,7 +204,8 @@ class Fleet:
             if self.only is not None and endpoint.id not in self.only:
                 continue
             roll = self.rng.random()
-            if roll < b.offline:
+            fate = self.live.fate(endpoint.id) if self.live is not None else None
+            if (fate is Fate.OFFLINE) if fate is not None else roll < b.offline:
                 self.offline.append(endpoint.id)
                 continue
             slow = self.rng.random() < b.slow
@@ -209,7 +217,8 @@ class Fleet:
                 on_play=self._played,
                 flaky=(1 / 3) if self.rng.random() < b.flaky else 0.0,
                 delay_s=self.rng.uniform(*b.slow_delay_s) * self.time_scale if slow else 0.0,
-                broken=self.rng.random() < b.broken,
+                broken=(fate is Fate.BROKEN) if fate is not None else self.rng.random() < b.broken,
+                lying=fate is Fate.LYING,
                 heartbeat_s=b.heartbeat_s,
                 wait_s=b.wait_s,
                 rng=random.Random(self.rng.random()),

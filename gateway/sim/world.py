@@ -34,9 +34,11 @@ __all__ = [
     "Device",
     "Fate",
     "Messenger",
+    "People",
     "PushOutcome",
     "Survey",
     "World",
+    "draw_alert",
 ]
 
 INF = np.inf
@@ -317,6 +319,68 @@ class _Direct:
         return direct, channel
 
 
+class People:
+    """What the people of a world do with what really happens during one alert: events
+    come in (plays, arrived messages, messenger calls), each drawn once as it comes;
+    `resolve` says who was informed when (telling drawn once per person up front, so
+    asking again later never changes an earlier answer).
+
+    At home in a playing loudspeaker's true footprint a resident hears each play with
+    `hear` (a screen: `see`); a phone's owner reads an arrived message with `read` a
+    while later; at home when a messenger calls, a resident learns with `visit`; then
+    each resident is told by the household with `tell`, a while after its first member
+    learnt (one round: the told do not tell on)."""
+
+    def __init__(self, w: World, rng: np.random.Generator, draw: AlertDraw, at_home: B) -> None:
+        self.w = w
+        self.rng = rng
+        self.draw = draw
+        self.at_home = at_home
+        self.events = _Direct()
+        self.hh_delivered = np.full(len(w.hh_residents), INF)
+        self.tell = rng.random(w.persons) < draw.tell
+        self.tell_delay = _u(rng, w.spec.tell_delay_min, w.persons)
+
+    def play(self, device: int, t: float) -> None:
+        dev = self.w.devices[device]
+        np.minimum.at(self.hh_delivered, dev.true_households, t)
+        persons = self.w.device_persons(device)
+        p = self.draw.hear if dev.kind is Channel.LOUDSPEAKER else self.draw.see
+        heard = persons[self.at_home[persons] & (self.rng.random(len(persons)) < p)]
+        self.events.add(heard, t, _CH[dev.kind.value])
+
+    def arrive(self, phones: I64, arrived: F64) -> None:
+        w = self.w
+        np.minimum.at(self.hh_delivered, w.ph_household[phones], arrived)
+        reads = self.rng.random(len(phones)) < self.draw.read
+        read_at = arrived[reads] + self.rng.exponential(w.spec.read_delay_min, int(reads.sum()))
+        app = w.ph_app[phones[reads]]
+        for is_app, ch in ((False, "sms"), (True, "app")):
+            sel = app == is_app
+            self.events.add(w.ph_owner[phones[reads][sel]], read_at[sel], _CH[ch])
+
+    def visit(self, households: I64, times: F64) -> None:
+        if not len(households):
+            return
+        w = self.w
+        np.minimum.at(self.hh_delivered, households, times)
+        persons = w.persons_of(households)
+        when = np.repeat(times, w.hh_residents[households])
+        learn = self.at_home[persons] & (self.rng.random(len(persons)) < self.draw.visit)
+        self.events.add(persons[learn], when[learn], _CH["messenger"])
+
+    def resolve(self) -> tuple[F64, F64, F64, NDArray[np.int8]]:
+        """(first real delivery per household, when each person was informed, when
+        directly, by which channel)."""
+        w = self.w
+        direct, channel = self.events.resolve(w.persons)
+        first = np.minimum.reduceat(direct, w.hh_first_person) if w.persons else np.zeros(0)
+        first_of_person = first[w.person_household]
+        told = self.tell & np.isfinite(first_of_person)
+        told_at = np.where(told, first_of_person + self.tell_delay, INF)
+        return self.hh_delivered.copy(), np.minimum(direct, told_at), direct, channel
+
+
 def _simulate(
     w: World,
     rng: np.random.Generator,
@@ -329,17 +393,11 @@ def _simulate(
 ) -> AlertRun:
     s = w.spec
     draw = draw_alert(s, rng)
-    n = w.persons
-    at_home = rng.random(n) >= draw.away
-    events = _Direct()
-    hh_delivered = np.full(len(w.hh_residents), INF)
+    at_home = rng.random(w.persons) >= draw.away
     loss = s.receipt_loss
-
+    plays: list[tuple[int, float]] = []
     devices: list[DeviceOutcome] = []
-    for kind, planned, p_sense in (
-        (Channel.LOUDSPEAKER, loudspeakers, draw.hear),
-        (Channel.DISPLAY, displays, draw.see),
-    ):
+    for kind, planned in ((Channel.LOUDSPEAKER, loudspeakers), (Channel.DISPLAY, displays)):
         lost_share = loss.loudspeaker if kind is Channel.LOUDSPEAKER else loss.display
         for d in planned:
             dev = w.devices[d]
@@ -356,11 +414,7 @@ def _simulate(
                     continue
                 if dev.fate is Fate.OK:
                     out.plays.append(t)
-                    hh = dev.true_households
-                    np.minimum.at(hh_delivered, hh, t)
-                    persons = w.device_persons(d)
-                    heard = persons[at_home[persons] & (rng.random(len(persons)) < p_sense)]
-                    events.add(heard, t, _CH[kind.value])
+                    plays.append((d, t))
                 if rng.random() >= lost_share:
                     out.reported.append(t + float(_u(rng, (0.02, 0.2))[0]))
 
@@ -376,13 +430,6 @@ def _simulate(
     receipt_at = np.where(delivered, arrived, sent) + _u(rng, s.receipt_delay_min, m)
     receipt = np.where(rng.random(m) >= p_lost, receipt_at, INF)
     push = PushOutcome(phones, sent, delivered, arrived, receipt)
-    got = phones[delivered]
-    np.minimum.at(hh_delivered, w.ph_household[got], arrived[delivered])
-    reads = delivered & (rng.random(m) < draw.read)
-    read_at = arrived[reads] + rng.exponential(s.read_delay_min, int(reads.sum()))
-    for is_app, ch in ((False, "sms"), (True, "app")):
-        sel = app[reads] == is_app
-        events.add(w.ph_owner[phones[reads][sel]], read_at[sel], _CH[ch])
 
     outcomes: list[MessengerOutcome] = []
     for mi in messengers:
@@ -405,23 +452,13 @@ def _simulate(
             acked = np.full(k, INF if lost[0] else (float(visits[-1]) + 0.5 if k else INF))
         ack = float(acked[np.isfinite(acked)].max()) if np.isfinite(acked).any() else INF
         outcomes.append(MessengerOutcome(mi, task, ack, called, visits, acked))
-    if outcomes:
-        called_all = np.concatenate([o.households for o in outcomes])
-        visits_all = np.concatenate([o.visits for o in outcomes])
-        np.minimum.at(hh_delivered, called_all, visits_all)
-        persons = w.persons_of(called_all)
-        when = np.repeat(visits_all, w.hh_residents[called_all])
-        learn = at_home[persons] & (rng.random(len(persons)) < draw.visit)
-        events.add(persons[learn], when[learn], _CH["messenger"])
-
-    direct, channel = events.resolve(n)
-    # Telling: each resident is told, with the alert's probability, a while after the
-    # first member of the household learnt it (one round: the told do not tell on).
-    first = np.minimum.reduceat(direct, w.hh_first_person) if n else np.zeros(0)
-    first_of_person = first[w.person_household]
-    told = (rng.random(n) < draw.tell) & np.isfinite(first_of_person)
-    told_at = np.where(told, first_of_person + _u(rng, s.tell_delay_min, n), INF)
-    informed = np.minimum(direct, told_at)
+    people = People(w, rng, draw, at_home)
+    for d, t in plays:
+        people.play(d, t)
+    people.arrive(phones[delivered], arrived[delivered])
+    for o in outcomes:
+        people.visit(o.households, o.visits)
+    hh_delivered, informed, direct, channel = people.resolve()
     return AlertRun(
         draw=draw,
         units=list(units),

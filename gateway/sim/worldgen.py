@@ -36,7 +36,7 @@ from gateway.models import Channel
 from gateway.sim.world import Device, Fate, Messenger, World
 from gateway.sim.worldspec import WorldSpec
 
-__all__ = ["HOUSEHOLD_SIZES", "build_world", "registry"]
+__all__ = ["HOUSEHOLD_SIZES", "build_world", "from_registry", "registry"]
 
 # Residents per household 1..6 and their shares (mean 2.8, as the sample directory).
 HOUSEHOLD_SIZES = (1, 2, 3, 4, 5, 6)
@@ -314,3 +314,110 @@ def registry(
     for d in world.devices:  # what the gateway computed from what it was told
         d.registry_households = directory.footprints[d.id]
     return directory, {k: np.array(v, dtype=np.int64) for k, v in rows.items()}
+
+
+def from_registry(spec: WorldSpec, directory: Directory) -> World:
+    """A world over a configuration's own registry: its households (where they are
+    registered), loudspeakers and screens at their registered positions but carrying
+    their *true* radius (drawn from the world's range; a device registered only by an
+    audibility walk really reaches that footprint with `registry_footprint_error`),
+    its phones held by residents of their household, its messengers calling on the
+    households of their cell. What the registry says stays what the gateway reads; the
+    world's people, device fates and radii are the truth beside it (`warngate simulate
+    --world`, the demo). Placement keys of the world file do not apply."""
+    h = directory.households
+    if h is None:
+        raise ValueError("the directory has no households: a world needs them")
+    rng = np.random.default_rng(spec.seed)
+    units = [u for u in directory.units_under(spec.county) if u in h.by_unit]
+    order = np.concatenate([h.by_unit[u] for u in units]) if units else np.zeros(0, np.int64)
+    where = np.full(len(h), -1, np.int64)
+    where[order] = np.arange(len(order))
+    xs, ys, cells, hh_unit = [], [], [], []
+    frames: dict[str, tuple[float, float, float]] = {}
+    for ui, u in enumerate(units):
+        members = h.by_unit[u]
+        div = directory.divisions[u]
+        lat0, lon0 = div.centroid or (float(np.nanmean(h.lat[members])),
+                                      float(np.nanmean(h.lon[members])))  # fmt: skip
+        cos = math.cos(math.radians(lat0))
+        frames[u] = (lat0, lon0, cos)
+        x = np.nan_to_num((h.lon[members] - lon0) * M_PER_DEGREE * cos)
+        y = np.nan_to_num((h.lat[members] - lat0) * M_PER_DEGREE)
+        xs.append(x)
+        ys.append(y)
+        names = sorted({h.cells[i] for i in members.tolist()})
+        cells.append(np.array([names.index(h.cells[i]) for i in members.tolist()], np.int32))
+        hh_unit.append(np.full(len(members), ui, np.int32))
+    hx = np.concatenate(xs) if xs else np.zeros(0)
+    hy = np.concatenate(ys) if ys else np.zeros(0)
+    devices: list[Device] = []
+    for ui, u in enumerate(units):
+        a = int(where[h.by_unit[u][0]])
+        pts = np.stack([hx[a : a + len(h.by_unit[u])], hy[a : a + len(h.by_unit[u])]], axis=1)
+        lat0, lon0, cos = frames[u]
+        for e in directory.endpoints_by_unit.get(u, []):
+            kind = Channel(e.kind.value)
+            registered = where[directory.footprints.get(e.id, np.zeros(0, np.int64))]
+            radius = spec.audible_radius_m if kind is Channel.LOUDSPEAKER else spec.visible_radius_m
+            if e.lat is not None and e.lon is not None and e.radius_m:
+                ex = (e.lon - lon0) * M_PER_DEGREE * cos
+                ey = (e.lat - lat0) * M_PER_DEGREE
+                if spec.registered_radius_is_true:  # the registry is right: its footprint
+                    r, true = e.radius_m, registered
+                else:
+                    r = float(rng.uniform(*radius))
+                    true = _within(pts, ex, ey, r) + a
+            else:
+                ex = ey = 0.0
+                r = e.radius_m or float(np.mean(radius))
+                local = registered - a
+                true = _walked(rng, pts, local, ex, ey, r, spec.registry_footprint_error) + a
+            dev = _device(rng, spec, kind, e.id, ui, (ex, ey, r), pts, a)
+            dev.id, dev.true_households, dev.registry_households = e.id, true, registered
+            devices.append(dev)
+    phone_house, phone_ids, phone_app = [], [], []
+    messengers: list[Messenger] = []
+    for ui, u in enumerate(units):
+        members = h.by_unit[u]
+        for channel in (Channel.SMS, Channel.APP):
+            cols = directory.recipients_of(u, channel)
+            if cols is None:
+                continue
+            for rid, home in zip(cols.ids, cols.household, strict=True):
+                k = home if home >= 0 else int(members[rng.integers(len(members))])
+                phone_house.append(int(where[k]))
+                phone_ids.append(rid)
+                phone_app.append(channel is Channel.APP)
+        cols = directory.recipients_of(u, Channel.MESSENGER)
+        if cols is not None:
+            for rid, cell in zip(cols.ids, cols.cells, strict=True):
+                area = h.by_cell.get(cell, members) if cell else members
+                messengers.append(Messenger(rid, ui, rng.permutation(where[area])))
+    residents = h.residents[order].astype(np.int32)
+    ph_household = np.array(phone_house, np.int64)
+    first = np.concatenate(([0], np.cumsum(residents)[:-1])).astype(np.int64)
+    nth = np.zeros(len(ph_household), np.int64)
+    seen: dict[int, int] = {}
+    for i, k in enumerate(ph_household.tolist()):
+        nth[i] = seen.get(k, 0)
+        seen[k] = nth[i] + 1
+    spare = nth >= residents[ph_household]
+    nth[spare] = rng.integers(0, residents[ph_household][spare]) if spare.any() else nth[spare]
+    return World(
+        spec=spec,
+        units=units,
+        unit_population=np.array([h.residents_of(u) for u in units], np.int64),
+        hh_unit=np.concatenate(hh_unit) if hh_unit else np.zeros(0, np.int32),
+        hh_residents=residents,
+        hh_x=hx,
+        hh_y=hy,
+        hh_cell=np.concatenate(cells) if cells else np.zeros(0, np.int32),
+        devices=devices,
+        ph_household=ph_household,
+        ph_owner=first[ph_household] + nth,
+        ph_app=np.array(phone_app, bool),
+        messengers=messengers,
+        ph_ids=phone_ids,
+        hh_ids=[h.ids[i] for i in order.tolist()],
+    )

@@ -115,6 +115,9 @@ class WorldSpec(_M):
     registry_footprints: Literal["walked", "radius"] = "walked"
     registered_radius_m: float = Field(default=300.0, gt=0, le=5000)
     registry_footprint_error: float = Field(default=0.0, ge=0, le=1)
+    # Over a configuration's own registry (warngate simulate --world, the demo): the
+    # registered radius is the true one (true), or the true one is drawn (false).
+    registered_radius_is_true: bool = False
     screens_per_community: Range = (1.0, 3.0)  # (world)
     visible_radius_m: Range = (30.0, 80.0)  # (world)
     offline_devices: float = Field(default=0.05, ge=0, le=1)  # never fetch
