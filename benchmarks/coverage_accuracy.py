@@ -452,6 +452,34 @@ def run_world(
     }  # fmt: skip
 
 
+def markdown(results: Sequence[dict[str, Any]]) -> str:
+    """The results as the table of docs/coverage.md."""
+
+    def f(x: Any, pct: bool = False) -> str:
+        if x is None:
+            return "–"
+        return f"{x * 100:.1f} %" if pct else f"{x:+.2f}" if isinstance(x, float) else str(x)
+
+    rows = [
+        "| world | D error (mean \\|D − truth\\|) | D on receipts alone, bias | C bias | C sd"
+        " | C in 90 % interval | width | per unit: in interval | width | flagged |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for r in results:
+        width = f"{r['interval_width_pp']:.1f}"
+        if r.get("interval_width_before_survey_pp") is not None:
+            width += f" (without survey {r['interval_width_before_survey_pp']:.1f})"
+        rows.append(
+            f"| {r['world']} | {r['delivery_mae_pp']:.2f}"
+            f" | {f(r.get('confirmed_delivery_bias_pp'))}"
+            f" | {r['informed_bias_pp']:+.2f} | {r['informed_sd_pp']:.2f}"
+            f" | {f(r['interval_hit_rate'], True)} | {width}"
+            f" | {f(r['unit_interval_hit_rate'], True)} | {r['unit_interval_width_pp']:.1f}"
+            f" | {f(r.get('registry_flagged_rate'), True)} |"
+        )
+    return "\n".join(rows)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.coverage_accuracy",
                                      description=__doc__.split("\n\n")[0])  # fmt: skip
@@ -461,7 +489,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--estimator", choices=sorted(ESTIMATORS), default="v1")
     parser.add_argument("--config", type=Path, default=ROOT / "config")
     parser.add_argument("--only", default=None, help="comma-separated world names")
+    parser.add_argument(
+        "--table", type=Path, default=None, help="print the results of a --json file as markdown"
+    )
     args = parser.parse_args(argv)
+    if args.table is not None:
+        lines = args.table.read_text().splitlines()
+        print(markdown([json.loads(x) for x in lines if x.strip()]))
+        return 0
     config = load_config(args.config)
     worlds = load_worlds(args.worlds)
     if args.only:

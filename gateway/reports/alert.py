@@ -277,9 +277,9 @@ def _format_v2(report: dict[str, Any], directory: Any) -> str:
         f" (at the deadline {pct(t['informed_at_deadline'])},"
         f" {pct(t['informed_interval_at_deadline'][0])} – "
         f"{pct(t['informed_interval_at_deadline'][1])})",
-        f"time to target: D {_minute(ttt['delivered']['binding'])}"
-        f" ({pct(t['binding'])}), {_minute(ttt['delivered']['expected'])} ({pct(t['expected'])});"
-        f" C {_minute(ttt['informed']['binding'])}, {_minute(ttt['informed']['expected'])}",
+        f"time to target {pct(t['binding'])} (binding) / {pct(t['expected'])} (expected):"
+        f" D {_minute(ttt['delivered']['binding'])} / {_minute(ttt['delivered']['expected'])},"
+        f" C {_minute(ttt['informed']['binding'])} / {_minute(ttt['informed']['expected'])}",
         "over time (D / C): "
         + "  ".join(
             f"T+{p['minutes']}m {pct(p['delivered'])}/{pct(p['informed'])}"

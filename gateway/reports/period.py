@@ -215,14 +215,14 @@ def format_period(report: dict[str, Any], *, alerts: bool = False) -> str:
         f"{report['period']} statistics {report['from'][:16]} – {report['to'][:16]}:"
         f" {report['alerts']} alerts"
         + "".join(f", {n} {d}" for d, n in report["definitions"].items()),
-        f"{'':<4}{'tier':<11}{'code':<8}{'alerts':>7}{'D':>8}{'C':>8}{'met':>8}"
+        f"{'':<5}{'tier':<12}{'code':<8}{'alerts':>7}{'D':>8}{'C':>8}{'met':>8}"
         f"{'median to target':>18}",
     ]
     for row in report["totals"]:
         kind = "live" if row["live"] else "exer"
         median = row["median_minutes_to_target"]
         lines.append(
-            f"{kind:<4}{row['tier']:<11}{row['code']:<8}{row['alerts']:>7}"
+            f"{kind:<5}{row['tier']:<12}{row['code']:<8}{row['alerts']:>7}"
             f"{pct(row['delivered_mean']):>8}{pct(row['informed_mean']):>8}"
             f"{pct(row['share_meeting_target']):>8}"
             f"{(f'{median:g} min' if median is not None else '-'):>18}"
