@@ -97,6 +97,8 @@ class Monitor:
         ended = self._live - set(live)
         for record in await self.store.get_alerts(sorted(ended)):
             await self._keep_figures(record, now, force=True)
+        for alert in ended:
+            self._figures_at.pop(alert, None)
         self._live = set(live)
         await self._broadcast(now)
         return taken

@@ -141,8 +141,12 @@ def _profiles(x: Exposure) -> tuple[I64, Exposure]:
     distinct rows). Counts above the caps are held at the cap (a household of more
     than 63 residents, more than 31 plays …)."""
     q = np.round(x.visit_weight * 20).astype(np.int64)
+    # Phones beyond the residents change nothing (each resident holds at most one that
+    # counts): held at the residents, so a county of five phones a household keeps few rows.
+    phones = np.minimum(x.phones, x.residents)
+    unconfirmed = np.minimum(x.phones_unconfirmed, x.residents - phones)
     cols = (x.residents, x.plays, x.plays_unconfirmed, x.screens, x.screens_unconfirmed,
-            x.visited, q, x.phones, x.phones_unconfirmed)  # fmt: skip
+            x.visited, q, phones, unconfirmed)  # fmt: skip
     key = np.zeros(len(x.residents), np.int64)
     for col, cap, bits in zip(cols, _CAPS, _BITS, strict=True):
         key = (key << bits) | np.minimum(col.astype(np.int64), cap)
