@@ -3,7 +3,10 @@
 Provider delivery receipts carry warngate's delivery id (`{alert}:{channel}:{recipient}`)
 and the provider's status word, mapped through the provider's table. Messengers
 acknowledge relay tasks by the task code (one per alert × unit, in the task text) and
-their phone number: first `received`, then `relayed` with the households told.
+their phone number: first `received`, then `relayed` with the households told — a
+count, or the households (ids or grid cells) by name, which coverage v2 counts
+household by household (appended to the reach log). A messenger's SMS reply
+`CODE 3 <household> <informed>` is a post-alert survey answer (gateway.surveys).
 Repeated, late and out-of-order receipts are harmless: the state machine in the store
 only moves forward.
 
@@ -26,24 +29,30 @@ import hmac
 import re
 import time
 import unicodedata
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gateway.config import Config
+from gateway.coverage.reach import record_line
 from gateway.errors import BadRequest, NotFound, Unauthorized, Unprocessable
 from gateway.jsonbody import fields_of, read_json
 from gateway.metrics import Metrics
-from gateway.models import Channel, ProviderConfig
+from gateway.models import AlertRecord, Channel, ProviderConfig
 from gateway.receipts import CONFIRMED, DeliveryState, ProviderStatusMap
 from gateway.store import ReceiptUpdate, Store, now_ms
 from gateway.store.deliveries import stored_note
+from gateway.surveys import SurveyDesk
 
 __all__ = ["ReceiptDesk", "relay_code"]
 
 _FAMILY_CHANNELS = {"sms": {Channel.SMS, Channel.MESSENGER}, "app": {Channel.APP}}
 _INBOUND = re.compile(
     r"^\s*([A-Z2-7]{8})\s+([12])(?:\s+([0-9]{1,5}))?\s*$", re.IGNORECASE | re.ASCII
+)
+_SURVEY = re.compile(
+    r"^\s*([A-Z2-7]{8})\s+3\s+([A-Za-z0-9][A-Za-z0-9_.-]{0,63})\s+([0-9]{1,4})\s*$",
+    re.IGNORECASE | re.ASCII,
 )
 _CODE = re.compile(r"[A-Z2-7]{8}")
 # The recipient part of a delivery id: a directory id (gateway.directory), nothing that
@@ -95,7 +104,14 @@ class RelayAck(BaseModel):
 
     phone: str = Field(min_length=5, max_length=20)
     status: str = Field(pattern=r"^(received|relayed)$")
-    households: int | None = Field(default=None, ge=0, le=100_000)
+    # How many households were told, or which (household ids or grid cells).
+    households: (
+        Annotated[int, Field(ge=0, le=100_000)]
+        | Annotated[
+            list[Annotated[str, Field(min_length=1, max_length=64)]], Field(max_length=10_000)
+        ]
+        | None
+    ) = None
 
 
 class ReceiptDesk:
@@ -247,10 +263,18 @@ class ReceiptDesk:
             sender, text = str(data["from"]), str(data["text"])
         except (KeyError, TypeError, IndexError):
             raise BadRequest('expected {"from", "text"}', code="malformed-json") from None
-        match = _INBOUND.match(normalize_reply(text))
+        text = normalize_reply(text)
+        survey = _SURVEY.match(text)
+        if survey is not None:
+            code, household, informed = survey.groups()
+            record, unit, _ = await self._messenger(code.upper(), sender)
+            desk = SurveyDesk(self.config, self.store)
+            return await desk.from_sms(record, unit, sender, household, int(informed))
+        match = _INBOUND.match(text)
         if match is None:
             raise Unprocessable(
-                "reply is not 'CODE 1' (received) or 'CODE 2 N' (relayed to N households)",
+                "reply is not 'CODE 1' (received), 'CODE 2 N' (relayed to N households)"
+                " or 'CODE 3 HOUSEHOLD N' (a survey: N residents of HOUSEHOLD knew)",
                 code="invalid-relay",
             )
         code, step, households = match.groups()
@@ -261,26 +285,81 @@ class ReceiptDesk:
         )
         return await self._relay(code.upper(), ack)
 
-    async def _relay(self, code: str, ack: RelayAck) -> dict[str, Any]:
+    async def _messenger(self, code: str, phone: str) -> tuple[AlertRecord, str, int]:
+        """The alert and unit of a relay task, and the messenger's row in the unit's
+        columns; 404 for an unknown task or a phone that is not its unit's messenger."""
         task = await self.store.relay_task(code) if _CODE.fullmatch(code) else None
         if task is None:
             raise NotFound(f"no relay task {code!r}", code="relay-not-found")
         alert, unit = task
         cols = self.config.directory.recipients_of(unit, Channel.MESSENGER)
-        phone = _phone(ack.phone)
+        number = _phone(phone)
         row = None
         if cols is not None:
-            row = next((i for i, a in enumerate(cols.addresses) if _phone(a) == phone), None)
-        if cols is None or row is None:
+            row = next((i for i, a in enumerate(cols.addresses) if _phone(a) == number), None)
+        record = await self.store.get_alert(alert)
+        if cols is None or row is None or record is None:
             raise NotFound("this phone is not a messenger of the task's unit", code="not-messenger")
+        return record, unit, row
+
+    async def relay_survey(self, code: str, body: bytes) -> dict[str, Any]:
+        """`POST /api/v1/relay/{code}/survey`: a messenger's post-alert survey."""
+        code = code.upper()
+        task = await self.store.relay_task(code) if _CODE.fullmatch(code) else None
+        if task is None:
+            raise NotFound(f"no relay task {code!r}", code="relay-not-found")
+        record = await self.store.get_alert(task[0])
+        if record is None:
+            raise NotFound(f"no relay task {code!r}", code="relay-not-found")
+        cols = self.config.directory.recipients_of(task[1], Channel.MESSENGER)
+        phones = {_phone(a) for a in cols.addresses} if cols is not None else set()
+        desk = SurveyDesk(self.config, self.store)
+        return await desk.from_messenger(record, task[1], body, lambda p: _phone(p) in phones)
+
+    def _named(self, unit: str, names: list[str]) -> list[str]:
+        """Household ids of the named households or cells, all of `unit`; 422 naming
+        the first that is not."""
+        h = self.config.directory.households
+        if h is None:
+            raise Unprocessable(
+                "this directory has no households: relay a count of households",
+                code="invalid-relay",
+            )
+        out: list[str] = []
+        for name in names:
+            k = h.index.get(name)
+            if k is not None and h.units[k] == unit:
+                out.append(name)
+            elif name in h.by_cell and name.startswith(unit):
+                out.extend(h.ids[i] for i in h.by_cell[name].tolist())
+            else:
+                raise Unprocessable(
+                    f"{name!r} is no household or grid cell of unit {unit}", code="invalid-relay"
+                )
+        return sorted(set(out))
+
+    async def _relay(self, code: str, ack: RelayAck) -> dict[str, Any]:
+        record, unit, row = await self._messenger(code, ack.phone)
+        alert = record.id
+        cols = self.config.directory.recipients_of(unit, Channel.MESSENGER)
+        assert cols is not None
         accepted = await self._accepted_ms(alert) or now_ms()
         persons = ""
         state = DeliveryState.DELIVERED
+        line = ""
+        minute = max(0, (now_ms() - accepted) // 60_000)
         if ack.status == "relayed":
             if ack.households is None:
                 raise Unprocessable("relayed needs households", code="invalid-relay")
+            if isinstance(ack.households, list):
+                named = self._named(unit, ack.households)
+                count = len(named)
+                line = record_line(minute, "households", unit, cols.ids[row], " ".join(named))
+            else:
+                count = ack.households
+                line = record_line(minute, "count", unit, cols.ids[row], str(count))
             size = self.config.settings.dispatch.household_size
-            persons = str(round(ack.households * size))
+            persons = str(round(count * size))
             state = DeliveryState.ACKNOWLEDGED
         update = ReceiptUpdate(
             cols.ids[row], state.value, unit, persons, cols.languages[row], cols.groups[row]
@@ -292,5 +371,7 @@ class ReceiptDesk:
             accepted_ms=accepted,
             reach_state=DeliveryState.ACKNOWLEDGED.value,
         )
+        if line:
+            await self.store.append_reach(alert, Channel.MESSENGER.value, [line])
         self.metrics.receipts.labels(Channel.MESSENGER.value, "relay").inc()
         return {"alert": alert, "unit": unit, "state": state.value, "changed": changed}

@@ -16,6 +16,7 @@ import orjson
 from gateway.auth import hash_key, new_key
 from gateway.cap import decode, to_alert
 from gateway.config import load_config
+from gateway.directory import Directory
 from gateway.errors import ConfigError, ProblemError
 from gateway.settings import packaged_dir
 
@@ -81,6 +82,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--period", choices=["daily", "weekly", "monthly", "quarterly", "annual"])
     p.add_argument("--end", default=None, help="end of the period (ISO date/time; default now)")
     p.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    p.add_argument(
+        "--alerts", action="store_true", help="with --period: one row per alert, not totals"
+    )
     p.add_argument("--data-dir", type=Path, default=None)
 
     p = sub.add_parser("simulate", help="run a simulated county around a running gateway")
@@ -94,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--receipt-loss", type=float, default=0.05)
     p.add_argument("--correlation", type=float, default=0.5)
     p.add_argument("--report-every", type=float, default=15.0, help="seconds between reports")
+    p.add_argument(
+        "--world",
+        type=Path,
+        default=None,
+        help="a world file (config/worlds/*.yaml): its people and devices are the truth",
+    )
+    p.add_argument("--world-name", default=None, help="which world of the file (default: first)")
 
     p = sub.add_parser("endpoint-sim", help="a reference loudspeaker/screen client")
     p.add_argument("--gateway", default="http://127.0.0.1:8080")
@@ -227,7 +238,23 @@ def cmd_check_config(directory: Path | None) -> int:
         f"  divisions {len(d.divisions)} ({len(d.units)} villages/communities),"
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
+    print(f"  {_households_line(d)}")
     return 0
+
+
+def _households_line(d: Directory) -> str:
+    """What coverage can measure: definition v2 needs households (docs/coverage.md)."""
+    h = d.households
+    if h is None:
+        return "households: none (coverage definition v1 for every unit)"
+    with_homes = sum(1 for u in d.units if u in h.by_unit)
+    linked = sum(1 for cols in d.recipients.values() for home in cols.household if home >= 0)
+    return (
+        f"households {len(h)} ({int(h.residents.sum())} residents) in {with_homes} of"
+        f" {len(d.units)} units; endpoints with a footprint"
+        f" {sum(1 for f in d.footprints.values() if len(f))} of {len(d.endpoints)};"
+        f" recipients linked to a household {linked}"
+    )
 
 
 def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:
@@ -266,7 +293,14 @@ def cmd_validate(files: Sequence[Path], config_dir: Path | None) -> int:
 
 async def cmd_report(args: argparse.Namespace) -> int:
     from gateway.app import open_redis
-    from gateway.reports import alert_report, format_report, period_rows, rows_csv
+    from gateway.reports import (
+        alert_report,
+        format_period,
+        format_report,
+        period_report,
+        rows_csv,
+        totals_csv,
+    )
     from gateway.store import Store
 
     overrides = {"data_dir": args.data_dir} if args.data_dir else {}
@@ -280,18 +314,13 @@ async def cmd_report(args: argparse.Namespace) -> int:
             end = datetime.fromisoformat(args.end) if args.end else None
             if end is not None and end.tzinfo is None:
                 end = end.replace(tzinfo=UTC)
-            rows = await period_rows(config, store, args.period, end=end)
+            stats = await period_report(config, store, args.period, end=end)
             if args.format == "json":
-                print(orjson.dumps(rows, option=orjson.OPT_INDENT_2).decode())
+                print(orjson.dumps(stats, option=orjson.OPT_INDENT_2).decode())
             elif args.format == "csv":
-                print(rows_csv(rows), end="")
+                print(rows_csv(stats["rows"]) if args.alerts else totals_csv(stats), end="")
             else:
-                for row in rows:
-                    print(
-                        f"{row['accepted'][:16]}  {row['alert']}  {row['msgType']:<6} "
-                        f"{row['level']:<6} {row['coverage'] * 100:5.1f}%  {row['verdict']}"
-                    )
-                print(f"{len(rows)} alerts ({args.period})")
+                print(format_period(stats, alerts=args.alerts))
             return 0
         record = await store.get_alert(args.alert)
         if record is None:

@@ -9,6 +9,7 @@ Files (see docs/configuration.md):
     groups.yaml      population groups
     endpoints.csv    loudspeakers and display screens
     recipients.csv   SMS subscribers, app devices, messengers
+    households.csv   households: unit, grid cell, residents, coordinates (optional)
     policy.yaml      channel policy, coverage targets, escalation (optional)
 
 `load_config()` collects every problem (file, key, reason) before raising one ConfigError,
@@ -18,12 +19,14 @@ so `warngate check-config` can print them all at once.
 from __future__ import annotations
 
 import csv
+import math
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
+import numpy as np
 from pydantic import BaseModel, ValidationError
 from shapely.validation import explain_validity
 
@@ -36,6 +39,7 @@ from gateway.directory import (
     Division,
     Endpoint,
     Group,
+    Households,
     RecipientColumns,
     polygon_geometry,
 )
@@ -46,13 +50,31 @@ from gateway.settings import Settings, load_settings, read_yaml
 from gateway.store.base import Retention
 from gateway.terms import read_strings, term_issues
 
-__all__ = ["Config", "check_phone", "load_config", "load_directory"]
+__all__ = [
+    "RESIDENTS_TOLERANCE",
+    "Config",
+    "check_phone",
+    "load_config",
+    "load_directory",
+    "residents_tolerance",
+]
 
 M = TypeVar("M", bound=BaseModel)
 
 _CN_MOBILE = re.compile(r"^1[3-9]\d{9}$")
 _E164 = re.compile(r"^\+[1-9]\d{7,14}$")
 _PUSH_CHANNELS = {Channel.SMS, Channel.APP, Channel.MESSENGER}
+_HOUSEHOLD_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
+# The residents of a unit's households may differ from its population in
+# divisions.yaml by this share (or by RESIDENTS_SLACK persons, whichever is larger):
+# the census figure and the household register are rarely taken on the same day.
+RESIDENTS_TOLERANCE = 0.01
+RESIDENTS_SLACK = 3
+
+
+def residents_tolerance(population: int) -> int:
+    """How far a unit's household residents may be from its population."""
+    return max(RESIDENTS_SLACK, math.floor(population * RESIDENTS_TOLERANCE))
 
 
 def check_phone(number: str) -> bool:
@@ -252,9 +274,13 @@ def _load_directory(directory: Path, issues: _Issues) -> Directory:
     group_ids = {g.id for g in groups}
     divisions = _load_divisions(directory, issues)
     by_code = {d.code: d for d in divisions}
+    households = _load_households(directory, by_code, issues)
     endpoints = _load_endpoints(directory, by_code, group_ids, issues)
-    recipients = _load_recipients(directory, by_code, group_ids, issues)
-    return Directory(divisions, endpoints, recipients, groups)
+    recipients = _load_recipients(directory, by_code, group_ids, households, issues)
+    dirx = Directory(divisions, endpoints, recipients, groups, households)
+    if households is not None:
+        _check_households(dirx, households, issues)
+    return dirx
 
 
 def _load_divisions(directory: Path, issues: _Issues) -> list[Division]:
@@ -364,7 +390,11 @@ def _load_endpoints(
             "groups": (row.get("groups") or "").split(),
             "exercise": (row.get("exercise") or "").lower() in {"1", "true", "yes"},
             "display": display,
+            "footprint": (row.get("footprint") or "").split(),
         }
+        for column in ("lat", "lon", "radius_m"):
+            if row.get(column):
+                raw[column] = row[column]
         try:
             ep = Endpoint.model_validate(raw)
         except ValidationError as exc:
@@ -390,7 +420,11 @@ def _load_endpoints(
 
 
 def _load_recipients(
-    directory: Path, divisions: dict[str, Division], group_ids: set[str], issues: _Issues
+    directory: Path,
+    divisions: dict[str, Division],
+    group_ids: set[str],
+    households: Households | None,
+    issues: _Issues,
 ) -> dict[tuple[str, Channel], RecipientColumns]:
     file = "recipients.csv"
     out: dict[tuple[str, Channel], RecipientColumns] = {}
@@ -418,7 +452,9 @@ def _load_recipients(
         except ValueError as exc:
             issues.add(file, f"{key}.unit", str(exc))
             continue
+        cell = ""
         if codes.tier(unit_code) is Tier.GRID:
+            cell = unit_code
             unit_code = codes.parent(unit_code) or unit_code
         div = divisions.get(unit_code)
         if div is None or div.tier is not Tier.VILLAGE:
@@ -436,7 +472,7 @@ def _load_recipients(
             continue
         try:
             persons = int(row.get("persons") or 1)
-            households = int(row.get("households") or 0)
+            relays = int(row.get("households") or 0)
         except ValueError:
             issues.add(file, f"{key}.persons", "persons and households must be whole numbers")
             continue
@@ -444,6 +480,20 @@ def _load_recipients(
         for g in groups.split():
             if g not in group_ids:
                 issues.add(file, f"{key}.groups", f"unknown group {g!r}")
+        home = -1
+        named = (row.get("household") or "").strip()
+        if named:
+            if households is None or named not in households.index:
+                issues.add(file, f"{key}.household", f"unknown household {named!r}")
+                continue
+            home = households.index[named]
+            if households.units[home] != unit_code:
+                issues.add(
+                    file,
+                    f"{key}.household",
+                    f"household {named} lives in {households.units[home]}, not in {unit_code}",
+                )
+                continue
         lang = row.get("language") or (div.languages[0] if div.languages else "zh")
         cols = out.setdefault((unit_code, channel), RecipientColumns())
         cols.append(
@@ -453,6 +503,163 @@ def _load_recipients(
             persons,
             strings.setdefault(groups, groups),
             (row.get("exercise") or "").lower() in {"1", "true", "yes"},
-            households,
+            relays,
+            household=home,
+            cell=strings.setdefault(cell, cell),
         )
     return out
+
+
+def _load_households(
+    directory: Path, divisions: dict[str, Division], issues: _Issues
+) -> Households | None:
+    """households.csv: id, unit (may be left out when the cell is given), cell,
+    residents, lat, lon. Hundreds of thousands of rows: codes are checked once each."""
+    file = "households.csv"
+    path = directory / file
+    if not path.exists():
+        return None
+    ids: list[str] = []
+    units: list[str] = []
+    cells: list[str] = []
+    residents: list[int] = []
+    lats: list[float] = []
+    lons: list[float] = []
+    seen: set[str] = set()
+    unit_codes: dict[str, str | None] = {}  # raw unit or cell → its unit (None: none)
+    cell_codes: dict[tuple[str, str], str | None] = {}  # (raw cell, unit) → cell
+
+    def unit_of(raw: str) -> str | None:
+        if raw not in unit_codes:
+            try:
+                code = codes.normalize(raw)
+            except ValueError:
+                unit_codes[raw] = None
+                return None
+            if codes.tier(code) is Tier.GRID:
+                code = codes.parent(code) or code
+            div = divisions.get(code)
+            unit_codes[raw] = code if div is not None and div.tier is Tier.VILLAGE else None
+        return unit_codes[raw]
+
+    def cell_of(raw: str, unit: str) -> str | None:
+        if (raw, unit) not in cell_codes:
+            try:
+                cell: str | None = codes.normalize(raw)
+            except ValueError:
+                cell = None
+            if cell is not None and (
+                codes.tier(cell) is not Tier.GRID or codes.parent(cell) != unit
+            ):
+                cell = None
+            cell_codes[(raw, unit)] = cell
+        return cell_codes[(raw, unit)]
+
+    with path.open(newline="", encoding="utf-8") as fh:
+        reader = csv.reader(fh)
+        header = next(reader, [])
+        col = {name: i for i, name in enumerate(header)}
+        missing = [c for c in ("id", "residents") if c not in col]
+        if missing or ("unit" not in col and "cell" not in col):
+            issues.add(file, "header", "needs the columns id, unit (or cell), residents")
+            return None
+
+        def get(row: list[str], name: str) -> str:
+            i = col.get(name)
+            return row[i].strip() if i is not None and i < len(row) else ""
+
+        for line, row in enumerate(reader, start=2):
+            key = f"line {line}"
+            hid = get(row, "id")
+            if not _HOUSEHOLD_ID.match(hid):
+                issues.add(file, f"{key}.id", "missing or malformed household id")
+                continue
+            if hid in seen:
+                issues.add(file, f"{key}.id", f"duplicate household id {hid}")
+                continue
+            seen.add(hid)
+            unit_raw, cell_raw = get(row, "unit"), get(row, "cell")
+            unit = unit_of(unit_raw or cell_raw)
+            if unit is None:
+                issues.add(
+                    file, f"{key}.unit", f"{unit_raw or cell_raw!r} is not a village/community"
+                )
+                continue
+            cell = ""
+            if cell_raw:
+                found = cell_of(cell_raw, unit)
+                if found is None:
+                    issues.add(file, f"{key}.cell", f"{cell_raw} is not a grid cell of {unit}")
+                    continue
+                cell = found
+            try:
+                n = int(get(row, "residents"))
+                lat_s, lon_s = get(row, "lat"), get(row, "lon")
+                lat = float(lat_s) if lat_s else math.nan
+                lon = float(lon_s) if lon_s else math.nan
+            except ValueError:
+                issues.add(file, key, "residents must be a whole number, lat/lon numbers")
+                continue
+            if not 1 <= n <= 1000:
+                issues.add(file, f"{key}.residents", "residents must be from 1 to 1000")
+                continue
+            if math.isnan(lat) != math.isnan(lon) or not (
+                math.isnan(lat) or (-90 <= lat <= 90 and -180 <= lon <= 180)
+            ):
+                issues.add(file, f"{key}.lat", "lat and lon go together, in degrees")
+                continue
+            ids.append(hid)
+            units.append(unit)
+            cells.append(cell)
+            residents.append(n)
+            lats.append(lat)
+            lons.append(lon)
+    return Households(
+        ids,
+        units,
+        cells,
+        np.array(residents, np.int32),
+        np.array(lats, np.float64),
+        np.array(lons, np.float64),
+    )
+
+
+def _check_households(dirx: Directory, households: Households, issues: _Issues) -> None:
+    """Households add up to their unit's population; every loudspeaker and screen of a
+    unit with households has a footprint, inside its own unit."""
+    for unit, members in sorted(households.by_unit.items()):
+        population = dirx.divisions[unit].population
+        total = int(households.residents[members].sum())
+        if abs(total - population) > residents_tolerance(population):
+            issues.add(
+                "households.csv",
+                f"unit {unit}",
+                f"residents add up to {total}, the unit's population is {population}"
+                f" (tolerance {residents_tolerance(population)}:"
+                f" {RESIDENTS_TOLERANCE:.0%} or {RESIDENTS_SLACK} persons)",
+            )
+    for e in dirx.endpoints.values():
+        key = f"endpoint {e.id}.footprint"
+        unknown = dirx.unknown_footprint.get(e.id, [])
+        if unknown:
+            named = ", ".join(repr(t) for t in unknown)
+            issues.add("endpoints.csv", key, f"names no household or grid cell: {named}")
+        found = dirx.footprints.get(e.id)
+        if found is not None and len(found):
+            outside = sorted({households.units[i] for i in found.tolist()} - {e.unit})
+            if outside:
+                issues.add(
+                    "endpoints.csv",
+                    key,
+                    f"reaches households of {', '.join(outside)}, outside its unit {e.unit}",
+                )
+        if (
+            e.unit in households.by_unit
+            and not e.footprint
+            and (e.lat is None or e.radius_m is None)
+        ):
+            issues.add(
+                "endpoints.csv",
+                key,
+                "its unit has households: give a position and radius_m, or a footprint",
+            )

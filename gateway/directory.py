@@ -1,4 +1,5 @@
-"""Directory: divisions, endpoints, recipients and population groups, indexed for planning.
+"""Directory: divisions, endpoints, recipients, households and population groups, indexed
+for planning and coverage.
 
 The directory is configuration data (see docs/configuration.md). Divisions form the tree
 prefecture → county → township → village/community → grid. The *units* of targeting and
@@ -7,6 +8,12 @@ one (a grid code given for a recipient is counted in its village).
 
 Recipients are kept in columns, per unit, because a county may have a million of them:
 planning walks columns and hands out index ranges, it never builds one object per person.
+
+Households (optional: a directory without them is measured by coverage definition v1)
+are columns too: id, unit, grid cell (网格), residents, coordinates when known. SMS and
+app recipients name the household they belong to; each loudspeaker and screen has a
+footprint — the households it reaches — given explicitly (household ids or cells, from
+an audibility walk) or as a position and a radius, resolved here once.
 """
 
 from __future__ import annotations
@@ -16,7 +23,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-from pydantic import BaseModel, ConfigDict, Field
+import numpy as np
+from numpy.typing import NDArray
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from shapely import STRtree
 from shapely.affinity import scale
 from shapely.geometry import Point, Polygon
@@ -34,12 +43,15 @@ __all__ = [
     "Endpoint",
     "EndpointKind",
     "Group",
+    "Households",
     "RecipientColumns",
     "circle_geometry",
     "polygon_geometry",
+    "within_radius",
 ]
 
 KM_PER_DEGREE = 111.32
+M_PER_DEGREE = 111_320.0
 
 
 class EndpointKind(StrEnum):
@@ -92,6 +104,20 @@ class Endpoint(_Row):
     groups: list[str] = []
     exercise: bool = False
     display: Display | None = None
+    # Where it stands and how far it is heard (seen), or the households / grid cells it
+    # reaches (an audibility walk); the explicit footprint wins when both are given.
+    lat: float | None = Field(default=None, ge=-90, le=90)
+    lon: float | None = Field(default=None, ge=-180, le=180)
+    radius_m: float | None = Field(default=None, gt=0, le=5000)
+    footprint: list[str] = []
+
+    @model_validator(mode="after")
+    def _position(self) -> Endpoint:
+        if (self.lat is None) != (self.lon is None):
+            raise ValueError("lat and lon go together")
+        if self.radius_m is not None and self.lat is None:
+            raise ValueError("a radius needs a position (lat, lon)")
+        return self
 
 
 @dataclass
@@ -107,6 +133,10 @@ class RecipientColumns:
     exercise: list[bool] = field(default_factory=list)
     # Messengers only: households they relay to.
     households: list[int] = field(default_factory=list)
+    # The household a phone belongs to (index into Directory.households; -1: none).
+    household: list[int] = field(default_factory=list)
+    # The grid cell the recipient was registered in ('' when only its unit is known).
+    cells: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -120,6 +150,9 @@ class RecipientColumns:
         groups: str,
         exercise: bool,
         households: int,
+        *,
+        household: int = -1,
+        cell: str = "",
     ) -> None:
         self.ids.append(rid)
         self.addresses.append(address)
@@ -128,6 +161,83 @@ class RecipientColumns:
         self.groups.append(groups)
         self.exercise.append(exercise)
         self.households.append(households)
+        self.household.append(household)
+        self.cells.append(cell)
+
+
+def within_radius(
+    lats: NDArray[np.float64], lons: NDArray[np.float64], lat: float, lon: float, radius_m: float
+) -> NDArray[np.bool_]:
+    """Which points lie within `radius_m` of (lat, lon): equirectangular around the
+    point, exact to well under 1 % at the distances of a loudspeaker; NaN is never in."""
+    dy = (lats - lat) * M_PER_DEGREE
+    dx = (lons - lon) * M_PER_DEGREE * math.cos(math.radians(lat))
+    with np.errstate(invalid="ignore"):
+        near: NDArray[np.bool_] = dx * dx + dy * dy <= radius_m * radius_m
+    return near
+
+
+@dataclass
+class Households:
+    """Every household of the directory, in columns (a county may have hundreds of
+    thousands): id, unit, grid cell ('' when not known), residents, and coordinates
+    (NaN when not known)."""
+
+    ids: list[str]
+    units: list[str]
+    cells: list[str]
+    residents: NDArray[np.int32]
+    lat: NDArray[np.float64]
+    lon: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        self.index: dict[str, int] = {h: i for i, h in enumerate(self.ids)}
+        by_unit: dict[str, list[int]] = {}
+        by_cell: dict[str, list[int]] = {}
+        for i, (unit, cell) in enumerate(zip(self.units, self.cells, strict=True)):
+            by_unit.setdefault(unit, []).append(i)
+            if cell:
+                by_cell.setdefault(cell, []).append(i)
+        self.by_unit: dict[str, NDArray[np.int64]] = {
+            u: np.array(v, np.int64) for u, v in by_unit.items()
+        }
+        self.by_cell: dict[str, NDArray[np.int64]] = {
+            c: np.array(v, np.int64) for c, v in by_cell.items()
+        }
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def residents_of(self, unit: str) -> int:
+        found = self.by_unit.get(unit)
+        return int(self.residents[found].sum()) if found is not None else 0
+
+    def within(self, unit: str, lat: float, lon: float, radius_m: float) -> NDArray[np.int64]:
+        """Households of `unit` with coordinates within `radius_m` of (lat, lon)
+        (equirectangular around the point: exact to well under 1 % at these distances)."""
+        found = self.by_unit.get(unit)
+        if found is None:
+            return np.zeros(0, np.int64)
+        return found[within_radius(self.lat[found], self.lon[found], lat, lon, radius_m)]
+
+    def footprint(self, endpoint: Endpoint) -> tuple[NDArray[np.int64], list[str]]:
+        """The households an endpoint reaches, and the footprint entries that name no
+        household or cell of the directory."""
+        if endpoint.footprint:
+            parts: list[NDArray[np.int64]] = []
+            unknown: list[str] = []
+            for token in endpoint.footprint:
+                if token in self.index:
+                    parts.append(np.array([self.index[token]], np.int64))
+                elif token in self.by_cell:
+                    parts.append(self.by_cell[token])
+                else:
+                    unknown.append(token)
+            found = np.unique(np.concatenate(parts)) if parts else np.zeros(0, np.int64)
+            return found, unknown
+        if endpoint.lat is not None and endpoint.lon is not None and endpoint.radius_m:
+            return self.within(endpoint.unit, endpoint.lat, endpoint.lon, endpoint.radius_m), []
+        return np.zeros(0, np.int64), []
 
 
 def polygon_geometry(points: Sequence[tuple[float, float]]) -> Polygon:
@@ -155,11 +265,14 @@ class Directory:
         endpoints: Iterable[Endpoint] = (),
         recipients: dict[tuple[str, Channel], RecipientColumns] | None = None,
         groups: Iterable[Group] = (),
+        households: Households | None = None,
     ) -> None:
         self.divisions: dict[str, Division] = {d.code: d for d in divisions}
+        self.households = households
         self.groups: dict[str, Group] = {g.id: g for g in groups}
         self.endpoints: dict[str, Endpoint] = {e.id: e for e in endpoints}
         self.recipients: dict[tuple[str, Channel], RecipientColumns] = recipients or {}
+        self._row_index: dict[tuple[str, Channel], dict[str, int]] = {}
         self.children: dict[str, list[str]] = {}
         for d in self.divisions.values():
             if d.parent:
@@ -170,6 +283,16 @@ class Directory:
         self.endpoints_by_unit: dict[str, list[Endpoint]] = {}
         for e in self.endpoints.values():
             self.endpoints_by_unit.setdefault(e.unit, []).append(e)
+        # Endpoint id → households it reaches (directories with households only), and
+        # footprint entries that named nothing (for check-config).
+        self.footprints: dict[str, NDArray[np.int64]] = {}
+        self.unknown_footprint: dict[str, list[str]] = {}
+        if households is not None:
+            for e in self.endpoints.values():
+                found, unknown = households.footprint(e)
+                self.footprints[e.id] = found
+                if unknown:
+                    self.unknown_footprint[e.id] = unknown
         self._geoms: list[BaseGeometry] = []
         self._geom_units: list[str] = []
         for code in self.units:
@@ -232,3 +355,30 @@ class Directory:
 
     def recipient_count(self) -> int:
         return sum(len(cols) for cols in self.recipients.values())
+
+    def _rows(self, unit: str, channel: Channel) -> dict[str, int]:
+        """Recipient id → row in its unit's columns (built once per unit × channel)."""
+        found = self._row_index.get((unit, channel))
+        if found is None:
+            cols = self.recipients.get((unit, channel))
+            found = {rid: i for i, rid in enumerate(cols.ids)} if cols is not None else {}
+            self._row_index[(unit, channel)] = found
+        return found
+
+    def households_of(self, unit: str, channel: Channel, ids: Sequence[str]) -> list[int]:
+        """The household (index, −1: none) of each recipient of a unit × channel."""
+        rows = self._rows(unit, channel)
+        cols = self.recipients.get((unit, channel))
+        if cols is None:
+            return [-1] * len(ids)
+        homes = cols.household
+        return [homes[r] if (r := rows.get(rid)) is not None else -1 for rid in ids]
+
+    def recipient_cell(self, unit: str, channel: Channel, rid: str) -> str:
+        row = self._rows(unit, channel).get(rid)
+        cols = self.recipients.get((unit, channel))
+        return cols.cells[row] if cols is not None and row is not None else ""
+
+    def has_households(self, unit: str) -> bool:
+        """Whether coverage of `unit` can be measured over households (definition v2)."""
+        return self.households is not None and unit in self.households.by_unit

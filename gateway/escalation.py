@@ -1,10 +1,14 @@
 """Escalation: units predicted or measured below target get more channels — the pure part.
 
 Before sending, each unit's coverage is *predicted* from the directory and the current
-health of its endpoints; a unit predicted below its binding target gets the first steps
-of its escalation ladder from the start. After sending, a unit still below target at
-its deadline gets the next step of its ladder, automatically and once (the worker side
-in `gateway.planner.Planner.escalate`, recorded in the audit stream and the report).
+health of its endpoints (under definition v2 a union over its households of what each
+planned channel is expected to reach); a unit predicted below its binding target gets
+one step of its escalation ladder from the start — never a loudspeaker repeat (nothing
+has played yet) and never the last step left, which is kept for the checks while the
+alert runs. After sending, a unit found short at a checkpoint (gateway.monitor: half its
+deadline against its trajectory, then the deadline) gets the next step, automatically
+and once per checkpoint (the worker side in `gateway.planner.Planner.escalate`,
+recorded in the audit stream and the report).
 
 Ladder steps (policy.yaml `escalation`):
     messenger            relay tasks to the unit's grid workers / information officers
@@ -18,6 +22,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+
+import numpy as np
 
 from gateway.coverage import combine
 from gateway.directory import Directory
@@ -60,6 +66,8 @@ def predict_unit(
     household_size: float,
 ) -> Prediction:
     """Expected coverage of a unit from who can be reached and which devices are healthy."""
+    if directory.has_households(unit):
+        return _predict_households(directory, unit, list(channels), healthy)
     pop = directory.divisions[unit].population
     reach: dict[str, float] = {}
     for channel in channels:
@@ -82,16 +90,66 @@ def predict_unit(
     return Prediction(unit, pop, reach, combine(reach.values())[1])
 
 
+def _predict_households(
+    directory: Directory, unit: str, channels: list[Channel], healthy: set[str]
+) -> Prediction:
+    """Definition v2's prediction: per household, P(delivered) = 1 − Π (1 − expected
+    success) over the planned channels that reach it (its phones, the footprints of
+    its healthy loudspeakers and screens, its unit's messengers at their share of
+    households); residents-weighted. A union, never a sum before a cap."""
+    h = directory.households
+    assert h is not None
+    members = h.by_unit[unit]
+    pos = {int(k): i for i, k in enumerate(members.tolist())}
+    miss = np.ones(len(members))
+    reach: dict[str, float] = {}
+    residents = h.residents[members].astype(np.float64)
+    total = float(residents.sum()) or 1.0
+    for channel in channels:
+        hit = np.zeros(len(members), bool)
+        if channel in (Channel.LOUDSPEAKER, Channel.DISPLAY):
+            for e in directory.endpoints_by_unit.get(unit, []):
+                if e.kind.value == channel.value and e.id in healthy:
+                    for k in directory.footprints.get(e.id, np.zeros(0, np.int64)).tolist():
+                        if k in pos:
+                            hit[pos[k]] = True
+            p = EXPECTED_SUCCESS[channel]
+            share = hit
+        elif channel is Channel.MESSENGER:
+            cols = directory.recipients_of(unit, channel)
+            told = sum(cols.households) if cols is not None else 0
+            p = EXPECTED_SUCCESS[channel] * min(1.0, told / max(1, len(members)))
+            share = np.ones(len(members), bool) if told else hit
+        else:
+            cols = directory.recipients_of(unit, channel)
+            if cols is not None:
+                for k in cols.household:
+                    if k in pos:
+                        hit[pos[k]] = True
+            p = EXPECTED_SUCCESS[channel]
+            share = hit
+        miss *= np.where(share, 1.0 - p, 1.0)
+        reach[channel.value] = float((residents * share).sum() / total) * p
+    estimate = float((residents * (1.0 - miss)).sum() / total)
+    return Prediction(unit, int(total), reach, estimate)
+
+
 def steps_for_prediction(
     prediction: Prediction, target: float, ladder: Sequence[str], planned: Iterable[Channel]
 ) -> list[str]:
-    """Ladder steps to add from the start, in order, until the prediction meets the
-    target (each step counted at its expected reach only if it is a channel)."""
+    """The ladder step to add from the start for a unit predicted short: the first one
+    left that is not a loudspeaker repeat (nothing has played yet), and only if another
+    step is left after it — the last is kept for the checks while the alert runs."""
     if prediction.estimate >= target:
         return []
-    step = next_step(ladder, [], planned)
-    # One step up front; measurement at the deadline decides whether more are needed.
-    return [step] if step else []
+    planned = list(planned)
+    left: list[str] = []
+    while (step := next_step(ladder, left, planned)) is not None:
+        left.append(step)
+    if len(left) < 2:
+        return []
+    first = next((s for s in left if s != "loudspeaker_repeat"), None)
+    return [first] if first else []
 
 
 def next_step(ladder: Sequence[str], done: Iterable[str], planned: Iterable[Channel]) -> str | None:

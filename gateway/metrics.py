@@ -253,8 +253,37 @@ class Metrics:
         # -- coverage -------------------------------------------------------------------
         self.alert_coverage = Gauge(
             "warngate_alert_coverage",
-            "Population-weighted coverage of a live alert (definition v1, confirmed receipts).",
+            "Coverage of a live alert on confirmed receipts: D, delivery coverage, under"
+            " definition v2; the v1 figure where the directory has no households.",
             ["alert", "level"],
+            registry=r,
+        )
+        # Definition v2 (docs/coverage.md), per live alert and per county/prefecture of it
+        # (`area`; "" for the whole alert).
+        self.delivered = Gauge(
+            "warngate_alert_delivered",
+            "D: share of the targeted residents in households inside a confirmed footprint.",
+            ["alert", "level", "area"],
+            registry=r,
+        )
+        self.delivered_estimate = Gauge(
+            "warngate_alert_delivered_estimate",
+            "D with sends lacking a receipt counted at their measured P(delivered | no"
+            " receipt): an estimate.",
+            ["alert", "level", "area"],
+            registry=r,
+        )
+        self.informed = Gauge(
+            "warngate_alert_informed",
+            "C: persons informed, median and the ends of its 90 % interval (quantile).",
+            ["alert", "level", "area", "quantile"],
+            registry=r,
+        )
+        self.time_to_target = Gauge(
+            "warngate_alert_time_to_target_minutes",
+            "Minutes from acceptance until D or C (median) reached the binding or expected"
+            " target; absent while not reached.",
+            ["alert", "figure", "target"],
             registry=r,
         )
         self.alert_target = Gauge(
@@ -283,7 +312,7 @@ class Metrics:
         )
         self.escalations = Counter(
             "warngate_escalations_total",
-            "Escalation steps taken for units below target at their deadline.",
+            "Escalation steps taken for units below target (checked before and at their deadline).",
             ["step"],
             registry=r,
         )

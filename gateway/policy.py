@@ -24,7 +24,7 @@ from gateway.errors import ConfigError
 from gateway.models import Level
 from gateway.settings import read_yaml
 
-__all__ = ["Policy", "QuietHours", "Rule", "Targets", "UnitPolicy"]
+__all__ = ["CoverageModel", "Policy", "QuietHours", "Rule", "Targets", "UnitPolicy"]
 
 ALL_CHANNELS = list(Channel)
 # What an escalation step may add: another channel, or the loudspeaker playing again.
@@ -59,6 +59,45 @@ class Targets(_M):
     }
 
 
+def _probability_range(value: tuple[float, float]) -> tuple[float, float]:
+    low, high = value
+    if not 0.0 <= low <= high <= 1.0:
+        raise ValueError("a range [min, max] of probabilities: 0 <= min <= max <= 1")
+    return value
+
+
+class CoverageModel(_M):
+    """Priors of the persons-informed model (docs/coverage.md, definition v2), per
+    county: what share is usually away, hears a playing loudspeaker, sees a screen,
+    reads a message that arrived, tells the household, learns from a messenger's call.
+    A range [min, max] says "anywhere in here"; surveys move the estimate, outside it
+    too. `prior_strength`: how many surveyed alerts' worth this prior weighs against
+    the posteriors of the county's surveyed alerts (see `BetaPrior.pooled`)."""
+
+    away: tuple[float, float] = (0.05, 0.25)
+    hear: tuple[float, float] = (0.6, 0.95)
+    see: tuple[float, float] = (0.2, 0.5)
+    read: tuple[float, float] = (0.8, 0.98)
+    tell: tuple[float, float] = (0.5, 0.9)
+    visit: tuple[float, float] = (0.85, 1.0)
+    prior_strength: float = Field(default=5.0, gt=0, le=1000)
+
+    @field_validator("away", "hear", "see", "read", "tell", "visit")
+    @classmethod
+    def _range(cls, value: tuple[float, float]) -> tuple[float, float]:
+        return _probability_range(value)
+
+    def ranges(self) -> dict[str, tuple[float, float]]:
+        return {
+            "away": self.away,
+            "hear": self.hear,
+            "see": self.see,
+            "read": self.read,
+            "tell": self.tell,
+            "visit": self.visit,
+        }
+
+
 class Rule(_M):
     area: str
     timezone: str | None = Field(default=None, pattern=r"^[+-]\d\d:\d\d$")
@@ -69,6 +108,7 @@ class Rule(_M):
     targets: Targets | None = None
     # Channels added, in order, when a unit is (or is predicted to be) below target.
     escalation: list[str] | None = None
+    coverage: CoverageModel | None = None
 
     @field_validator("area")
     @classmethod
@@ -93,6 +133,7 @@ class UnitPolicy(_M):
     exercise_only_marked: bool = True
     targets: Targets = Targets()
     escalation: list[str] = ["messenger", "loudspeaker_repeat", "sms_officials"]
+    coverage: CoverageModel = CoverageModel()
 
     def tz(self) -> dt_timezone:
         sign = -1 if self.timezone.startswith("-") else 1

@@ -1,12 +1,21 @@
 """Directory: a deterministic generator of realistic sample directories (and big ones for benchmarks).
 
-`generate(out)` writes the four directory files of a configuration directory:
+`generate(out)` writes the five directory files of a configuration directory:
 
     divisions.yaml   two prefectures, three counties, their townships and ~190
                      villages/communities with population, languages, outline and centroid
     groups.yaml      the population groups
-    endpoints.csv    village loudspeakers and display screens
-    recipients.csv   SMS subscribers, app devices and messengers (grid workers, 灾害信息员)
+    households.csv   every household: unit, grid cell (网格, ~150 households), residents
+                     (1–5) adding up to the unit's population, coordinates around a
+                     village core and a few hamlets (in a community: evenly)
+    endpoints.csv    village loudspeakers and display screens, placed where people live,
+                     with an audible/visible radius; one loudspeaker in ten with the
+                     cells of an audibility walk as its footprint
+    recipients.csv   SMS subscribers and app devices (each of a household), messengers
+                     (grid workers, 灾害信息员; registered in a grid cell)
+
+Names of divisions and groups already in OUT are kept (they are translated by hand);
+everything else is regenerated.
 
 The areas are real (Changji Hui Autonomous Prefecture with Changji City and Mori Kazakh
 Autonomous County in Xinjiang; Kangbashi District of Ordos City in Inner Mongolia) but
@@ -36,13 +45,19 @@ import json
 import math
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from random import Random
 from typing import TextIO
 
+import numpy as np
+import yaml
+from shapely import contains_xy
+from shapely.geometry import Polygon
+
 from gateway import codes
+from gateway.directory import within_radius
 from gateway.sample_places import (
     _COUNTIES,
     _COUNTY_LABEL,
@@ -80,6 +95,7 @@ ENDPOINT_HEADER = (
     "chars_per_line",
     "lines",
 )
+ENDPOINT_FOOTPRINT_HEADER = ("lat", "lon", "radius_m", "footprint")
 RECIPIENT_HEADER = (
     "id",
     "channel",
@@ -90,7 +106,9 @@ RECIPIENT_HEADER = (
     "persons",
     "exercise",
     "households",
+    "household",
 )
+HOUSEHOLD_HEADER = ("id", "unit", "cell", "residents", "lat", "lon")
 
 # Fake mobile numbers: 154 + 8 digits. 154 is a valid-looking but unallocated prefix.
 _PHONE_PREFIX = "154"
@@ -429,10 +447,11 @@ def _write_divisions(fh: TextIO, tree: _Tree, header: str) -> None:
             fh.write(f"    polygon: [{', '.join(_point(p) for p in d.polygon)}]\n")
 
 
-def _write_groups(fh: TextIO, header: str) -> None:
+def _write_groups(fh: TextIO, header: str, kept: dict[str, dict[str, str]]) -> None:
     fh.write(header)
     fh.write("groups:\n")
-    for gid, names in _GROUPS:
+    for gid, generated in _GROUPS:
+        names = kept.get(gid, generated)
         fh.write(f"  - {{id: {gid}, names: {_flow_map(names)}}}\n")
 
 
@@ -485,11 +504,151 @@ class _Numbers:
         return left * half + right
 
 
+# -- households ----------------------------------------------------------------------------
+
+_M_PER_DEG = 111_320.0
+_CELL_HOUSEHOLDS = 150  # a grid cell (网格) of about this many households
+
+
+@dataclass
+class _Homes:
+    """The households of one unit; positions in metres east/north of its centroid."""
+
+    ids: list[str]
+    residents: list[int]
+    x: np.ndarray
+    y: np.ndarray
+    cells: list[str]
+    lat0: float
+    lon0: float
+
+    def __post_init__(self) -> None:
+        # As written to households.csv, and so as the directory will see them.
+        points = [self.geo(x, y) for x, y in zip(self.x.tolist(), self.y.tolist(), strict=True)]
+        self.lat = np.array([p[0] for p in points])
+        self.lon = np.array([p[1] for p in points])
+
+    def geo(self, x: float, y: float) -> _Point:
+        lat = self.lat0 + y / _M_PER_DEG
+        lon = self.lon0 + x / (_M_PER_DEG * math.cos(math.radians(self.lat0)))
+        return (round(lat, 5), round(lon, 5))
+
+    def within(self, at: int, r: float) -> np.ndarray:
+        """Households within `r` metres of household `at`, as the directory computes it."""
+        lat, lon = float(self.lat[at]), float(self.lon[at])
+        return np.flatnonzero(within_radius(self.lat, self.lon, lat, lon, r))
+
+    def residents_of(self, members: np.ndarray) -> int:
+        return sum(self.residents[i] for i in members.tolist())
+
+
+def _gauss(draw: Callable[[], float]) -> float:
+    """A standard normal draw from two uniform ones (Box-Muller): only `random()` is
+    guaranteed to give the same numbers on every Python version."""
+    return math.sqrt(-2.0 * math.log(1.0 - draw())) * math.cos(2.0 * math.pi * draw())
+
+
+def _build_homes(units: Sequence[_Unit], seed: int) -> dict[str, _Homes]:
+    rng = Random(f"warngate-samplegen-households-{seed}")
+    draw = rng.random
+    out: dict[str, _Homes] = {}
+    number = 0
+    for unit in units:
+        assert unit.div.centroid is not None
+        assert unit.div.polygon is not None
+        lat0, lon0 = unit.div.centroid
+        cos = math.cos(math.radians(lat0))
+        poly = Polygon([((lon - lon0) * _M_PER_DEG * cos, (lat - lat0) * _M_PER_DEG)
+                        for lat, lon in unit.div.polygon])  # fmt: skip
+        minx, miny, maxx, maxy = poly.bounds
+        side = math.sqrt(poly.area)
+        sizes: list[int] = []
+        left = unit.population
+        while left > 0:
+            size = min(_persons(draw()), left)
+            sizes.append(size)
+            left -= size
+        n = len(sizes)
+        core = min(200.0, side / 8)
+        hamlets = [((draw() - 0.5) * side / 1.5, (draw() - 0.5) * side / 1.5)
+                   for _ in range(2 + int(draw() * 3))]  # fmt: skip
+        xs, ys = np.zeros(n), np.zeros(n)
+        todo = list(range(n))
+        for _ in range(50):  # rejection sampling into the outline
+            cand = []
+            for _i in todo:
+                if unit.community:
+                    cand.append((minx + draw() * (maxx - minx), miny + draw() * (maxy - miny)))
+                elif draw() < 0.75:
+                    cand.append((_gauss(draw) * core, _gauss(draw) * core))
+                else:
+                    hx, hy = hamlets[int(draw() * len(hamlets))]
+                    cand.append((hx + _gauss(draw) * core / 2.5, hy + _gauss(draw) * core / 2.5))
+            cx = np.array([c[0] for c in cand])
+            cy = np.array([c[1] for c in cand])
+            inside = contains_xy(poly, cx, cy)
+            still = []
+            for i, ok, x, y in zip(todo, inside.tolist(), cx.tolist(), cy.tolist(), strict=True):
+                if ok:
+                    xs[i], ys[i] = x, y
+                else:
+                    still.append(i)
+            todo = still
+            if not todo:
+                break
+        g = max(1, round(math.sqrt(n / _CELL_HOUSEHOLDS)))
+        col = np.minimum(((xs - minx) / (maxx - minx) * g).astype(int), g - 1)
+        row = np.minimum(((ys - miny) / (maxy - miny) * g).astype(int), g - 1)
+        cells = [f"{unit.code}{c + g * r + 1:03d}" for c, r in zip(col.tolist(), row.tolist(),
+                                                                   strict=True)]  # fmt: skip
+        ids = [f"h{number + i + 1:07d}" for i in range(n)]
+        number += n
+        out[unit.code] = _Homes(ids, sizes, xs, ys, cells, lat0, lon0)
+    return out
+
+
+def _write_households(fh: TextIO, units: Sequence[_Unit], homes: dict[str, _Homes]) -> int:
+    writer = csv.writer(fh, lineterminator="\n")
+    writer.writerow(HOUSEHOLD_HEADER)
+    count = 0
+    for unit in units:
+        h = homes[unit.code]
+        for hid, n, cell, x, y in zip(h.ids, h.residents, h.cells, h.x.tolist(), h.y.tolist(),
+                                      strict=True):  # fmt: skip
+            lat, lon = h.geo(x, y)
+            writer.writerow((hid, unit.code, cell, n, f"{lat:.5f}", f"{lon:.5f}"))
+        count += len(h.ids)
+    return count
+
+
+def _place(rng: Random, h: _Homes, first: bool, radius: tuple[float, float], walked: float
+           ) -> tuple[tuple[str, str, str, str], int]:  # fmt: skip
+    """A device where people live (the first loudspeaker of a unit at its core, the
+    others at a random household), its radius, and — with probability `walked` — the
+    cells of an audibility walk as its footprint. The row's footprint columns and the
+    residents it reaches."""
+    draw = rng.random
+    n = len(h.ids)
+    at = int(np.argmin(h.x**2 + h.y**2)) if first else min(n - 1, int(draw() * n))
+    r = round(radius[0] + (radius[1] - radius[0]) * draw())
+    members = h.within(at, r)
+    footprint = ""
+    if draw() < walked:
+        walk = sorted({h.cells[i] for i in members.tolist()})
+        footprint = " ".join(walk)
+        members = np.array([i for i, c in enumerate(h.cells) if c in set(walk)], dtype=int)
+    lat, lon = float(h.lat[at]), float(h.lon[at])
+    return (f"{lat:.5f}", f"{lon:.5f}", str(r), footprint), h.residents_of(members)
+
+
 # -- endpoints -----------------------------------------------------------------------------
 
 
-def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) -> dict[str, int]:
+def _write_endpoints(
+    fh: TextIO, units: Sequence[_Unit], total: int, seed: int, homes: dict[str, _Homes]
+) -> dict[str, int]:
     rng = Random(f"warngate-samplegen-endpoints-{seed}")
+    placing = Random(f"warngate-samplegen-footprints-{seed}")
     weights = [
         (6 + 2 * u.tourist) if u.community else (4 if u.tourist else 1 if u.school else 0)
         for u in units
@@ -511,18 +670,20 @@ def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) 
     screens = _allocate(displays, weights, rng)
 
     writer = csv.writer(fh, lineterminator="\n")
-    writer.writerow(ENDPOINT_HEADER)
+    writer.writerow(ENDPOINT_HEADER + ENDPOINT_FOOTPRINT_HEADER)
     counts = {"loudspeaker": 0, "display": 0}
     for unit, n_ls, n_ds in zip(units, per_unit, screens, strict=True):
         langs = unit.languages
         if n_ls:
             poor = rng.random() < 0.12
             share = 0.2 + 0.3 * rng.random() if poor else 0.5 + 0.45 * rng.random()
-            covers = _split(rng, int(unit.population * share), n_ls)
-            for j, cover in enumerate(covers, start=1):
+            # The old share draws keep the stream (and so every other column) as it was.
+            _split(rng, int(unit.population * share), n_ls)
+            for j in range(1, n_ls + 1):
                 eid = f"ls-{unit.code}-{j}"
                 k = len(langs) if len(langs) == 1 or rng.random() < 0.75 else len(langs) - 1
                 groups = "herders" if unit.pastoral and rng.random() < 0.25 else ""
+                where, cover = _place(placing, homes[unit.code], j == 1, (150, 400), 0.1)
                 writer.writerow(
                     (
                         eid,
@@ -535,6 +696,7 @@ def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) 
                         _flag(rng, 0.03),
                         "",
                         "",
+                        *where,
                     )
                 )
             counts["loudspeaker"] += n_ls
@@ -550,12 +712,13 @@ def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) 
                 purposes.append(("hospitals", 1))
             if not purposes:
                 purposes.append(("", 1))
-            covers = _split(rng, int(unit.population * (0.02 + 0.06 * rng.random())), n_ds)
-            for j, cover in enumerate(covers, start=1):
+            _split(rng, int(unit.population * (0.02 + 0.06 * rng.random())), n_ds)
+            for j in range(1, n_ds + 1):
                 eid = f"ds-{unit.code}-{j}"
                 group = _pick(rng, purposes)
                 chars = (12, 16, 20, 24)[rng.randrange(4)]
                 lines = rng.randint(2, 6)
+                where, cover = _place(placing, homes[unit.code], False, (30, 80), 0.0)
                 writer.writerow(
                     (
                         eid,
@@ -568,6 +731,7 @@ def _write_endpoints(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) 
                         _flag(rng, 0.03),
                         chars,
                         lines,
+                        *where,
                     )
                 )
             counts["display"] += n_ds
@@ -600,8 +764,11 @@ def _flag(rng: Random, p: float) -> str:
 _PERSONS_CUM = (0.15, 0.45, 0.70, 0.88, 1.0)
 
 
-def _write_recipients(fh: TextIO, units: Sequence[_Unit], total: int, seed: int) -> dict[str, int]:
+def _write_recipients(
+    fh: TextIO, units: Sequence[_Unit], total: int, seed: int, homes: dict[str, _Homes]
+) -> dict[str, int]:
     rng = Random(f"warngate-samplegen-recipients-{seed}")
+    linking = Random(f"warngate-samplegen-links-{seed}")
     wanted = [_pick_int(rng, ((1, 50), (2, 35), (3, 15))) for _ in units]
     messengers = _allocate(min(sum(wanted), total // 10), wanted, rng)
     pushed = _allocate(total - sum(messengers), [u.population for u in units], rng)
@@ -620,6 +787,8 @@ def _write_recipients(fh: TextIO, units: Sequence[_Unit], total: int, seed: int)
         group_cum = _group_table(unit)
         p_app = 0.08 if unit.pastoral else 0.20 if unit.community else 0.15
         cadres = min(n_push, rng.randint(2, 4))
+        h = homes[code]
+        cells = sorted(set(h.cells))
         rows: list[tuple[str, ...]] = []
         n_sms = 0
         for k in range(n_push):
@@ -635,17 +804,21 @@ def _write_recipients(fh: TextIO, units: Sequence[_Unit], total: int, seed: int)
                 n_sms += 1
             else:
                 address = f"app-{devices.take():016x}"
+            home = min(len(h.ids) - 1, int(linking.random() * len(h.ids)))
+            lang = _lookup(lang_cum, draw())
+            draw()  # was the household size; now the household's own residents
             rows.append(
                 (
                     f"r{rid:0{width}d}",
                     channel,
                     address,
                     code,
-                    _lookup(lang_cum, draw()),
+                    lang,
                     groups,
-                    str(_persons(draw())),
+                    str(h.residents[home]),
                     "true" if draw() < 0.02 else "false",
                     "",
+                    h.ids[home],
                 )
             )
         for _ in range(n_msg):
@@ -655,12 +828,13 @@ def _write_recipients(fh: TextIO, units: Sequence[_Unit], total: int, seed: int)
                     f"r{rid:0{width}d}",
                     "messenger",
                     f"{_PHONE_PREFIX}{phones.take():08d}",
-                    code,
+                    cells[min(len(cells) - 1, int(linking.random() * len(cells)))],
                     langs[0],
                     "",
                     "1",
                     "true" if draw() < 0.02 else "false",
                     str(rng.randint(20, 200)),
+                    "",
                 )
             )
         writer.writerows(rows)
@@ -741,6 +915,7 @@ class Summary:
     population_by_county: dict[str, int]
     endpoints_by_kind: dict[str, int]
     recipients_by_channel: dict[str, int]
+    households: int = 0
 
     @property
     def endpoints(self) -> int:
@@ -763,6 +938,7 @@ class Summary:
                 f"divisions   {parts(self.divisions_by_tier)}",
                 f"units       {self.villages:,} ({parts(self.units_by_kind)})",
                 f"population  {self.population:,} ({counties})",
+                f"households  {self.households:,}",
                 f"endpoints   {self.endpoints:,} ({parts(self.endpoints_by_kind)})",
                 f"recipients  {self.recipients:,} ({parts(self.recipients_by_channel)})",
             )
@@ -775,8 +951,11 @@ def generate(
     recipients: int = DEFAULT_RECIPIENTS,
     endpoints: int = DEFAULT_ENDPOINTS,
     seed: int = DEFAULT_SEED,
+    names_from: Path | None = None,
 ) -> Summary:
-    """Write divisions.yaml, groups.yaml, endpoints.csv and recipients.csv into `out`."""
+    """Write divisions.yaml, groups.yaml, households.csv, endpoints.csv and recipients.csv
+    into `out`, keeping the names of divisions and groups already there (or in
+    `names_from`, a configuration directory)."""
     if not 0 <= recipients <= MAX_RECIPIENTS:
         raise ValueError(f"recipients must be between 0 and {MAX_RECIPIENTS}")
     if endpoints < 0:
@@ -785,14 +964,22 @@ def generate(
     out.mkdir(parents=True, exist_ok=True)
     tree = _build_tree(seed)
     header = _header(seed, recipients, endpoints)
+    names = Path(names_from) if names_from is not None else out
+    kept = _kept_names(names / "divisions.yaml", "divisions", "code", "name")
+    for d in tree.divisions:
+        d.name = kept.get(d.code, d.name)
+    group_names = _kept_names(names / "groups.yaml", "groups", "id", "names")
+    homes = _build_homes(tree.units, seed)
     with (out / "divisions.yaml").open("w", encoding="utf-8", newline="\n") as fh:
         _write_divisions(fh, tree, header)
     with (out / "groups.yaml").open("w", encoding="utf-8", newline="\n") as fh:
-        _write_groups(fh, header)
+        _write_groups(fh, header, group_names)
+    with (out / "households.csv").open("w", encoding="utf-8", newline="") as fh:
+        n_households = _write_households(fh, tree.units, homes)
     with (out / "endpoints.csv").open("w", encoding="utf-8", newline="") as fh:
-        ep_counts = _write_endpoints(fh, tree.units, endpoints, seed)
+        ep_counts = _write_endpoints(fh, tree.units, endpoints, seed, homes)
     with (out / "recipients.csv").open("w", encoding="utf-8", newline="") as fh:
-        rc_counts = _write_recipients(fh, tree.units, recipients, seed)
+        rc_counts = _write_recipients(fh, tree.units, recipients, seed, homes)
 
     tiers = {"prefecture": 0, "county": 0, "township": 0, "village": 0}
     for d in tree.divisions:
@@ -810,7 +997,21 @@ def generate(
         population_by_county=by_county,
         endpoints_by_kind=ep_counts,
         recipients_by_channel=rc_counts,
+        households=n_households,
     )
+
+
+def _kept_names(path: Path, key: str, label: str, field_: str) -> dict[str, dict[str, str]]:
+    """Names already in a divisions.yaml / groups.yaml (translated by hand: a
+    regeneration keeps them); {} when there is no such file."""
+    if not path.is_file():
+        return {}
+    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    out: dict[str, dict[str, str]] = {}
+    for row in data.get(key) or []:
+        if isinstance(row, dict) and isinstance(row.get(field_), dict) and label in row:
+            out[str(row[label])] = {str(k): str(v) for k, v in row[field_].items()}
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -835,10 +1036,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--seed", type=int, default=DEFAULT_SEED, help=f"random seed (default {DEFAULT_SEED})"
     )
+    parser.add_argument(
+        "--names-from",
+        type=Path,
+        default=None,
+        help="keep the division and group names of this configuration directory (default: OUT)",
+    )
     args = parser.parse_args(argv)
     try:
         summary = generate(
-            args.out, recipients=args.recipients, endpoints=args.endpoints, seed=args.seed
+            args.out,
+            recipients=args.recipients,
+            endpoints=args.endpoints,
+            seed=args.seed,
+            names_from=args.names_from,
         )
     except ValueError as exc:
         parser.error(str(exc))

@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gateway.errors import ConfigError, ConfigIssue
@@ -262,6 +270,28 @@ class ProcessSettings(_Section):
 class CoverageSettings(_Section):
     # How often the live monitor refreshes coverage gauges and checks unit deadlines.
     interval_s: float = Field(default=15.0, gt=0)
+    # When each unit is checked, as shares of its deadline: an early check (against
+    # its trajectory) leaves an escalation step time to land; 1.0 is the deadline.
+    checkpoints: list[float] = Field(default=[0.5, 1.0], min_length=1, max_length=10)
+    # Where `serve` writes periodic statistics on its own (empty: it does not).
+    reports_dir: Path | None = None
+    reports_periods: list[str] = ["daily", "monthly"]
+
+    @field_validator("checkpoints")
+    @classmethod
+    def _shares(cls, value: list[float]) -> list[float]:
+        if any(not 0 < x <= 1 for x in value):
+            raise ValueError("checkpoints are shares of the deadline, above 0 and at most 1")
+        return sorted(set(value))
+
+    @field_validator("reports_periods")
+    @classmethod
+    def _periods(cls, value: list[str]) -> list[str]:
+        allowed = {"daily", "weekly", "monthly", "quarterly", "annual"}
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(f"unknown periods {unknown}; allowed: {sorted(allowed)}")
+        return value
 
 
 class RetentionSettings(_Section):

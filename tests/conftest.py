@@ -22,6 +22,7 @@ from redis.asyncio import Redis
 
 from gateway.app import build_workers, create_app
 from gateway.config import Config, load_config
+from gateway.directory import Directory
 from gateway.keys import STORE
 from gateway.models import Channel
 from gateway.plan import PUSH_CHANNELS
@@ -94,6 +95,14 @@ def without_quiet_hours(policy: Policy) -> Policy:
     alert reaches depends on the hour the suite runs (at night the sample sends blue
     SMS nowhere). Quiet hours are tested with a fixed clock in test_plan.py."""
     return Policy([r.model_copy(update={"quiet_hours": None}) for r in policy.rules])
+
+
+def without_households(config: Config) -> Config:
+    """The same configuration as a directory without households: coverage definition v1
+    (what a county that has not registered its households gets)."""
+    d = config.directory
+    plain = Directory(d.divisions.values(), d.endpoints.values(), d.recipients, d.groups.values())
+    return Config(config.settings, config.registry, config.hazards, plain, config.policy)
 
 
 @pytest.fixture(scope="session")

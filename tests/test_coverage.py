@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from gateway.codes import Tier
+from gateway.config import Config
 from gateway.coverage import (
     alert_coverage,
     broadcast_coverage,
@@ -16,8 +17,15 @@ from gateway.directory import Directory, Display, Division, Endpoint, EndpointKi
 from gateway.models import Channel
 from gateway.policy import Policy, Rule, Targets
 from tests import alerts as A
-from tests.conftest import Gateway
+from tests.conftest import Gateway, without_households
 from tests.test_dispatch import UNIT
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """Definition v1 end to end: the sample directory without its households."""
+    return without_households(config)
+
 
 A_UNIT, B_UNIT, C_UNIT = "652301001001", "652301001002", "652301002001"
 

@@ -215,8 +215,9 @@ async def test_wheel_installed_outside_the_checkout_serves(
     for path in (ROOT / "templates").rglob("*"):
         if path.is_file():
             assert f"gateway/_data/{path.relative_to(ROOT).as_posix()}" in names
-    for path in (ROOT / "config").iterdir():
-        assert f"gateway/_data/config/{path.name}" in names
+    for path in (ROOT / "config").rglob("*"):
+        if path.is_file():
+            assert f"gateway/_data/{path.relative_to(ROOT).as_posix()}" in names
 
     await asyncio.to_thread(venv.EnvBuilder(with_pip=True).create, env_dir)
     python = env_dir / "bin" / "python"

@@ -63,32 +63,48 @@ async def test_units_predicted_short_get_the_first_step_up_front(gateway: Gatewa
 YELLOW = {"level": "yellow", "severity": "Moderate"}  # no messengers; deadline 30 min
 
 
-async def test_unit_below_target_at_its_deadline_escalates_once(gateway: Gateway) -> None:
+async def test_unit_short_at_half_its_deadline_escalates_in_time_once(gateway: Gateway) -> None:
     body = await gateway.post(A.alert(geocodes=[UNIT], **YELLOW))
     await gateway.run()
     summary = await gateway.store.plan_summary(body["id"])
     assert summary is not None
     accepted = summary["accepted_ms"]
     mon = monitor(gateway)
-    assert await mon.tick(now=accepted + 29 * 60_000) == []  # before the deadline: nothing
-    taken = await mon.tick(now=accepted + 30 * 60_000 + 1)
+    assert await mon.tick(now=accepted + 14 * 60_000) == []  # before half the deadline
+    # Half of the 30-minute deadline: nothing confirmed, nothing on its way (no
+    # receipt came back: D with the unconfirmed sends stays far below 95 %).
+    taken = await mon.tick(now=accepted + 15 * 60_000 + 1)
     done_up_front = summary.get("steps", {}).get(UNIT, [])
     [step] = taken
     assert step["unit"] == UNIT
+    assert step["checkpoint"] == 0.5
     assert step["coverage"] == 0.0
+    assert step["projected"] < 0.95
     # Ladder: messenger, loudspeaker_repeat, sms_officials (taken: SMS goes to everyone).
     assert done_up_front == ["messenger"]
     assert step["step"] == "loudspeaker_repeat"
-    assert await mon.tick(now=accepted + 31 * 60_000) == []  # once only
+    assert await mon.tick(now=accepted + 16 * 60_000) == []  # once per checkpoint
+    # At the deadline it is still short, with nothing left on its ladder: recorded for
+    # the duty officer, no step.
+    assert await mon.tick(now=accepted + 30 * 60_000 + 1) == []
+    esc = await gateway.store.escalations(body["id"])
+    assert esc[f"{UNIT}@1"]["short"] is True
+    assert esc[f"{UNIT}@1"]["step"] is None
     audit = [f for _, f in await gateway.store.redis.xrange(gateway.store.keys.audit)]
     escalated = [a for a in audit if a.get("event") == "escalated"]
-    assert [(a["unit"], a["step"]) for a in escalated] == [(UNIT, step["step"])]
+    assert [(a["unit"], a["checkpoint"], a["step"]) for a in escalated] == [
+        (UNIT, "0.5", "loudspeaker_repeat")
+    ]
     report = await (
         await gateway.client.get(
             f"/api/v1/alerts/{body['id']}/coverage", headers=A.auth(A.OPERATOR)
         )
     ).json()
-    assert [(e["unit"], e["step"]) for e in report["escalations"]] == [(UNIT, step["step"])]
+    assert [(e["unit"], e["step"]) for e in report["escalations"]] == [
+        (UNIT, "loudspeaker_repeat"),
+        (UNIT, None),
+    ]
+    assert report["escalations"][1]["note"] == "escalation ladder used up"
 
 
 async def test_a_second_gateway_process_does_not_escalate_again(gateway: Gateway) -> None:
@@ -106,18 +122,24 @@ async def test_a_second_gateway_process_does_not_escalate_again(gateway: Gateway
     assert second == []
 
 
-async def test_a_unit_whose_ladder_is_used_up_is_recorded_without_a_step(
-    gateway: Gateway,
-) -> None:
-    body = await gateway.post(A.alert(geocodes=[UNIT]))  # red: messengers and SMS planned
+async def test_the_last_ladder_step_is_not_spent_at_send_time(gateway: Gateway) -> None:
+    """A red alert already goes to messengers and to everyone by SMS: of the ladder only
+    `loudspeaker_repeat` is left. It was spent up front (before anything had played), so
+    a unit short at its deadline could only be recorded; now it waits for the checks."""
+    body = await gateway.post(A.alert(geocodes=[UNIT]))
     await gateway.run()
     summary = await gateway.store.plan_summary(body["id"])
     assert summary is not None
-    assert summary["steps"] == {UNIT: ["loudspeaker_repeat"]}  # predicted short
+    assert summary["units"][UNIT]["predicted"] < 0.95  # predicted short …
+    assert summary["steps"] == {}  # … and still nothing spent
+    taken = await monitor(gateway).tick(now=summary["accepted_ms"] + 5 * 60_000)
+    assert [(t["unit"], t["checkpoint"], t["step"]) for t in taken] == [
+        (UNIT, 0.5, "loudspeaker_repeat")
+    ]
     assert await monitor(gateway).tick(now=summary["accepted_ms"] + 11 * 60_000) == []
     esc = await gateway.store.escalations(body["id"])
-    assert esc[UNIT]["step"] is None
-    assert esc[UNIT]["coverage"] < esc[UNIT]["target"]
+    assert esc[f"{UNIT}@1"]["step"] is None  # ladder used up, at the deadline
+    assert esc[f"{UNIT}@1"]["coverage"] < esc[f"{UNIT}@1"]["target"]
 
 
 async def test_unit_meeting_its_target_is_not_escalated(gateway: Gateway) -> None:
@@ -128,11 +150,13 @@ async def test_unit_meeting_its_target_is_not_escalated(gateway: Gateway) -> Non
     code = relay_code(gateway.config.settings.secret.get_secret_value(), body["id"], UNIT)
     messengers = gateway.config.directory.recipients_of(UNIT, Channel.MESSENGER)
     assert messengers is not None
-    households = gateway.config.directory.divisions[UNIT].population  # everyone told
+    households = gateway.config.directory.households
+    assert households is not None
+    everyone = [households.ids[i] for i in households.by_unit[UNIT].tolist()]  # all told
     resp = await gateway.client.post(
         f"/api/v1/relay/{code}",
         data=orjson.dumps(
-            {"phone": messengers.addresses[0], "status": "relayed", "households": households}
+            {"phone": messengers.addresses[0], "status": "relayed", "households": everyone}
         ),
     )
     assert resp.status == 200, await resp.text()
@@ -141,8 +165,9 @@ async def test_unit_meeting_its_target_is_not_escalated(gateway: Gateway) -> Non
     taken = await monitor(gateway).tick(now=summary["accepted_ms"] + 30 * 60_000)
     assert taken == []
     esc = await gateway.store.escalations(body["id"])
-    assert esc[UNIT]["step"] is None
-    assert esc[UNIT]["coverage"] == 1.0
+    for share in ("0.5", "1"):
+        assert esc[f"{UNIT}@{share}"]["step"] is None
+        assert esc[f"{UNIT}@{share}"]["coverage"] == 1.0
 
 
 async def test_loudspeaker_repeat_republishes_the_units_entry(gateway: Gateway) -> None:

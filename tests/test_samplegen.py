@@ -7,9 +7,10 @@ import hashlib
 from collections import Counter
 from pathlib import Path
 
+import numpy as np
 import pytest
-from shapely import STRtree
-from shapely.geometry import Point
+from shapely import STRtree, contains_xy
+from shapely.geometry import Point, Polygon
 
 from gateway import samplegen
 from gateway.codes import Tier
@@ -17,14 +18,15 @@ from gateway.config import check_phone, load_directory
 from gateway.directory import Channel, Directory
 
 CONFIG = Path(__file__).resolve().parents[1] / "config"
-FILES = ("divisions.yaml", "groups.yaml", "endpoints.csv", "recipients.csv")
+FILES = ("divisions.yaml", "groups.yaml", "households.csv", "endpoints.csv", "recipients.csv")
 AREA_LANGUAGES = {"652300": {"zh", "ug", "kk", "en"}, "150600": {"zh", "mn", "en"}}
 
 
 @pytest.fixture(scope="module")
 def sample(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, samplegen.Summary]:
     out = tmp_path_factory.mktemp("sample")
-    return out, samplegen.generate(out)
+    # Names as committed: the translators edit them in config/ (a regeneration keeps them).
+    return out, samplegen.generate(out, names_from=CONFIG)
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +44,7 @@ def _rows(path: Path) -> list[dict[str, str]]:
 
 
 def test_same_seed_gives_identical_bytes(sample: tuple[Path, samplegen.Summary], tmp_path: Path):
-    again = samplegen.generate(tmp_path / "again")
+    again = samplegen.generate(tmp_path / "again", names_from=CONFIG)
     assert _bytes(tmp_path / "again") == _bytes(sample[0])
     assert again == sample[1]
 
@@ -146,29 +148,45 @@ def test_units_have_valid_disjoint_outlines_around_their_centroid(directory: Dir
 def test_endpoints_are_realistic(sample: tuple[Path, samplegen.Summary], directory: Directory):
     covered: Counter[str] = Counter()
     speakers: Counter[str] = Counter()
+    households = directory.households
+    assert households is not None
+    union = {u: np.zeros(len(households), bool) for u in directory.units}
     for ep in directory.endpoints.values():
         unit = directory.divisions[ep.unit]
         assert unit.tier is Tier.VILLAGE
         assert ep.languages == list(unit.languages[: len(ep.languages)])
         digest = hashlib.sha256(samplegen.device_token(ep.id).encode()).hexdigest()
         assert ep.token_hash == f"sha256:{digest}"
+        footprint = directory.footprints[ep.id]
+        # v1's figure for the device is the residents of its footprint.
+        assert ep.covers_population == int(households.residents[footprint].sum()), ep.id
+        assert ep.lat is not None
+        assert ep.radius_m is not None
         if ep.kind == "loudspeaker":
             assert ep.id.startswith(f"ls-{ep.unit}-")
             assert ep.display is None
+            assert 150 <= ep.radius_m <= 400
             covered[ep.unit] += ep.covers_population
             speakers[ep.unit] += 1
+            union[ep.unit][footprint] = True
         else:
             assert ep.id.startswith(f"ds-{ep.unit}-")
             assert ep.display is not None
             assert 12 <= ep.display.chars_per_line <= 24
             assert 2 <= ep.display.lines <= 6
-    for code in directory.units:
-        assert covered[code] <= directory.divisions[code].population, code
+            assert 30 <= ep.radius_m <= 80
+    walked = [ep for ep in directory.endpoints.values() if ep.footprint]
+    assert 0.03 * len(directory.endpoints) < len(walked) < 0.2 * len(directory.endpoints)
+    assert all(len(c) == 15 for ep in walked for c in ep.footprint)  # grid cells
     with_speaker = [u for u in directory.units if speakers[u]]
     assert 0.9 * len(directory.units) <= len(with_speaker) < len(directory.units)
     assert max(speakers.values()) <= 4
-    shares = sorted(covered[u] / directory.divisions[u].population for u in with_speaker)
-    assert 0.5 <= shares[len(shares) // 2] <= 0.95
+    heard = {u: int(households.residents[union[u]].sum()) for u in with_speaker}
+    shares = sorted(heard[u] / directory.divisions[u].population for u in with_speaker)
+    assert 0.4 <= shares[len(shares) // 2] <= 0.95
+    # Loudspeakers of a unit overlap somewhere (what definition v1 summed before its cap).
+    overlapping = [u for u in with_speaker if covered[u] > heard[u]]
+    assert len(overlapping) > 0.1 * len(with_speaker)
     exercise = sum(ep.exercise for ep in directory.endpoints.values())
     assert 0 < exercise < 0.08 * len(directory.endpoints)
 
@@ -200,10 +218,56 @@ def test_recipients_are_realistic(sample: tuple[Path, samplegen.Summary], direct
             if cols is not None:
                 assert set(cols.languages) <= set(langs), code
                 assert all(1 <= p <= 5 for p in cols.persons)
+                # Each phone belongs to a household of its unit; it stands for its residents.
+                assert directory.households is not None
+                for home, persons in zip(cols.household, cols.persons, strict=True):
+                    assert directory.households.units[home] == code
+                    assert directory.households.residents[home] == persons
+        assert all(c.startswith(code) and len(c) == 15 for c in messengers.cells), code
     persons = [int(r["persons"]) for r in rows if r["channel"] != "messenger"]
     assert 2.5 <= sum(persons) / len(persons) <= 3.1
     herders = Counter(r["unit"][:6] for r in rows if "herders" in r["groups"].split())
     assert herders["652328"] > herders["652301"]  # Mori is the pastoral county
+
+
+def test_households_add_up_and_live_inside_their_unit(directory: Directory):
+    households = directory.households
+    assert households is not None
+    for code in directory.units:
+        div = directory.divisions[code]
+        members = households.by_unit[code]
+        assert int(households.residents[members].sum()) == div.population, code
+        assert all(1 <= n <= 5 for n in households.residents[members].tolist())
+        cells = {households.cells[i] for i in members.tolist()}
+        assert all(c[:12] == code and len(c) == 15 for c in cells), code
+        assert 0.4 * len(members) / 150 <= len(cells) <= 2.5 * len(members) / 150 + 1, code
+        assert div.polygon is not None
+        outline = Polygon([(lon, lat) for lat, lon in div.polygon]).buffer(1e-4)
+        inside = contains_xy(outline, households.lon[members], households.lat[members])
+        assert inside.all(), code
+    mean = households.residents.sum() / len(households)
+    assert 2.6 <= mean <= 3.0  # 1–5 residents, mean 2.82
+
+
+def test_regeneration_keeps_translated_names(tmp_path: Path):
+    samplegen.generate(tmp_path, recipients=100, endpoints=20)
+    before = _bytes(tmp_path)
+    divisions = (tmp_path / "divisions.yaml").read_text(encoding="utf-8")
+    groups = (tmp_path / "groups.yaml").read_text(encoding="utf-8")
+    assert "en: Changji City}" in divisions
+    assert "en: schools}" in groups
+    (tmp_path / "divisions.yaml").write_text(
+        divisions.replace("en: Changji City}", "en: Changji}"), encoding="utf-8"
+    )
+    (tmp_path / "groups.yaml").write_text(
+        groups.replace("en: schools}", "en: schools and kindergartens}"), encoding="utf-8"
+    )
+    samplegen.generate(tmp_path, recipients=100, endpoints=20)
+    after = _bytes(tmp_path)
+    assert "en: Changji}" in after["divisions.yaml"].decode()
+    assert "en: schools and kindergartens}" in after["groups.yaml"].decode()
+    for name in ("households.csv", "endpoints.csv", "recipients.csv"):
+        assert after[name] == before[name], name
 
 
 def test_scaled_directory_has_exactly_the_requested_rows(

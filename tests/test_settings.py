@@ -56,6 +56,9 @@ def test_sample_configuration_is_valid(capsys: pytest.CaptureFixture[str]) -> No
     assert main(["check-config", str(SAMPLE_CONFIG)]) == 0
     out = capsys.readouterr().out
     assert "OK" in out
+    # Every unit of the sample can be measured over households (coverage definition v2).
+    assert "households 190871 (537239 residents) in 185 of 185 units" in out
+    assert "endpoints with a footprint 320 of 320" in out
     config = load_config(SAMPLE_CONFIG)
     assert len(config.directory.units) >= 150
     assert set(config.registry.agencies) >= {"changji-met", "changji-water", "changji-natres"}

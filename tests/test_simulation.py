@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+import pytest
 
 from gateway.app import create_app
 from gateway.codes import Tier
@@ -15,7 +16,15 @@ from gateway.models import Channel
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.population import Population, Span, Truth
 from tests import alerts as A
+from tests.conftest import without_households
 from tests.test_crash import until
+
+
+@pytest.fixture
+def config(config: Config) -> Config:
+    """Definition v1 end to end: the sample directory without its households."""
+    return without_households(config)
+
 
 UNIT = "652301001001"
 

@@ -8,6 +8,7 @@ from gateway.api import coverage as coverage
 from gateway.api import devices as devices
 from gateway.api import health as health
 from gateway.api import openapi as openapi
+from gateway.api import surveys as surveys
 from gateway.api.common import json_response, problem_middleware, read_body
 
 __all__ = ["all_routes", "json_response", "problem_middleware", "read_body"]
@@ -21,4 +22,5 @@ def all_routes() -> list[web.AbstractRouteDef]:
         *callbacks.routes,
         *health.routes,
         *openapi.routes(),
+        *surveys.routes,
     ]

@@ -24,6 +24,7 @@ from gateway.api.devices import WAIT_RANGE_S
 from gateway.callbacks import ProviderReceipt, RelayAck
 from gateway.endpoints import Heartbeat, Receipt, Receipts
 from gateway.models import Alert, AlertState, Channel
+from gateway.surveys import MessengerSurvey, SurveyBody
 
 __all__ = [
     "OPERATIONS",
@@ -511,6 +512,70 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         Body({"application/json": RelayAck}, "the messenger's phone proves who relayed; 64 KiB"),
+    ),
+    # -- post-alert surveys (docs/coverage.md) ------------------------------------------
+    Operation(
+        "post",
+        "/api/v1/alerts/{id}/surveys",
+        "postSurvey",
+        "coverage",
+        "A duty desk's survey answers for households of its jurisdiction after an alert",
+        (("operatorKey",),),
+        (
+            Answer(
+                200,
+                "the answers kept, and the alert's persons-informed interval now",
+                {"type": "object"},
+            ),
+        ),
+        merge(
+            ALERT_PROBLEMS,
+            JSON_BODY_PROBLEMS,
+            {
+                403: ("not-a-desk",),
+                422: ("invalid-survey", "unknown-household", "no-households"),
+            },
+        ),
+        (ALERT_ID,),
+        Body({"application/json": SurveyBody}, "1 to many household answers; 1 MiB"),
+    ),
+    Operation(
+        "get",
+        "/api/v1/alerts/{id}/surveys",
+        "getSurveys",
+        "coverage",
+        "The survey answers kept for an alert",
+        READER,
+        (Answer(200, "households surveyed and what they said", {"type": "object"}),),
+        ALERT_PROBLEMS,
+        (ALERT_ID,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/relay/{code}/survey",
+        "postMessengerSurvey",
+        "messengers",
+        "A messenger's survey answers for households of the task's village",
+        NOBODY,
+        (Answer(200, "the answers kept", {"type": "object"}),),
+        merge(
+            JSON_BODY_PROBLEMS,
+            STORE_PROBLEMS,
+            {
+                404: ("relay-not-found", "not-messenger"),
+                422: ("invalid-survey", "unknown-household", "no-households"),
+            },
+        ),
+        (
+            Param(
+                "code",
+                "path",
+                {"type": "string"},
+                "the task code in the task's text (8 characters A-Z and 2-7, any case)",
+                True,
+            ),
+        ),
+        Body({"application/json": MessengerSurvey}, "the messenger's phone and the answers"),
     ),
     # -- health ---------------------------------------------------------------------------
     Operation(

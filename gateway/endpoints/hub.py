@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from channels import DisplayAdapter, LoudspeakerAdapter
 from gateway.aio import sleep_or_stop, stop_tasks
 from gateway.auth import hash_key
+from gateway.coverage.reach import record_line
 from gateway.directory import Directory, Endpoint
 from gateway.endpoints.http import sse_frame, stream_scope
 from gateway.endpoints.signing import Signer, new_key
@@ -134,6 +135,9 @@ class Receipt(BaseModel):
     alert: str = Field(min_length=1, max_length=64)
     status: str = Field(pattern=r"^(played|displayed|failed)$")
     reason: str | None = Field(default=None, max_length=200)
+    # The entry's `repeat` when it was played: a play after the first is another
+    # chance to be heard (counted in coverage v2's persons informed, once per value).
+    repeat: int = Field(default=0, ge=0, le=1000)
 
 
 class Receipts(BaseModel):
@@ -568,8 +572,17 @@ class EndpointHub:
             updates.setdefault(r.alert, []).append(update)
         await self.flush()  # a receipt never overtakes the fetch it answers
         counted = 0
+        repeats = {r.alert: r.repeat for r in parsed.receipts if r.status == confirm and r.repeat}
         for alert, ups in updates.items():
-            counted += await self.store.record(alert, kind, ups, accepted_ms=accepted[alert])
+            changed = await self.store.record(alert, kind, ups, accepted_ms=accepted[alert])
+            counted += changed
+            if not changed and alert in repeats:
+                # Already played: this is a repeat (its first play is the state change).
+                minute = max(0, (now_ms() - accepted[alert]) // 60_000)
+                line = record_line(
+                    minute, f"{confirm}+{repeats[alert]}", endpoint.unit, endpoint.id
+                )
+                await self.store.append_reach(alert, kind, [line])
             age = max(0.0, (now_ms() - accepted[alert]) / 1000)
             for u in ups:
                 self.metrics.receipts.labels(kind, "endpoint").inc()

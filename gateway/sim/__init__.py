@@ -2,8 +2,11 @@
 
 `Simulation` starts the fake SMS gateways and push service (at the ports the gateway's
 configuration names, or free ones), the fleet of loudspeakers and screens, and the
-messengers; it keeps the true set of people reached and compares it with the gateway's
-own coverage figure per alert.
+messengers; it keeps the truth and compares it with the gateway's own figures per
+alert. Given a world (`SimSettings.world`, `warngate simulate --world FILE`) and a
+directory with households, the truth is the world's (gateway.sim.truth): true radii,
+lying devices, people away, hearing, reading, telling — what definition v2 is judged
+against. Otherwise it is the older span model of gateway.sim.population (v1).
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from gateway.samplegen import device_token
 from gateway.sim.fleet import DeviceBehaviour, EndpointClient, Fleet
 from gateway.sim.population import Population, Truth
 from gateway.sim.providers import MessengerBehaviour, ProviderBehaviour, SimProvider
+from gateway.sim.truth import LiveTruth
+from gateway.sim.worldgen import from_registry
+from gateway.sim.worldspec import WorldSpec
 
 __all__ = [
     "DeviceBehaviour",
@@ -48,6 +54,8 @@ class SimSettings:
     messengers: MessengerBehaviour = field(default_factory=MessengerBehaviour)
     # Endpoint ids to simulate (None: all of the directory).
     only_endpoints: frozenset[str] | None = None
+    # The world whose people and devices are the truth (needs households).
+    world: WorldSpec | None = None
 
 
 @dataclass
@@ -65,6 +73,9 @@ class Simulation:
             directory, s.seed, s.correlation, self.config.settings.dispatch.household_size
         )
         self.truth = Truth(directory)
+        self.live: LiveTruth | None = None
+        if s.world is not None and directory.households is not None:
+            self.live = LiveTruth(from_registry(s.world, directory), s.seed)
 
     def point_at(self, gateway: str) -> None:
         """Where receipts and relay acknowledgements go (the gateway's base URL)."""
@@ -97,6 +108,7 @@ class Simulation:
                 messengers=s.messengers if kind == "sms" else None,
                 time_scale=s.time_scale,
                 seed=s.seed + 100 + i,
+                live=self.live,
             )
             port = (urlsplit(cfg.url).port or 0) if fixed_ports else 0
             await provider.start(self.session, gateway, port)
@@ -126,6 +138,7 @@ class Simulation:
             seed=s.seed + 200,
             only=set(s.only_endpoints) if s.only_endpoints is not None else None,
             trusted=device_keys(self.config.settings),
+            live=self.live,
         )
         await self.fleet.start(self.session, gateway)
         return self.fleet
@@ -141,6 +154,21 @@ class Simulation:
     def compare(self, report: dict[str, Any]) -> dict[str, Any]:
         """The gateway's coverage report of an alert beside the ground truth."""
         units = [u["unit"] for u in report.get("units", [])]
+        if self.live is not None and report.get("definition") == "warngate-coverage-v2":
+            delivered, informed = self.live.shares(report["alert"], units)
+            return {
+                "alert": report["alert"],
+                "definition": report["definition"],
+                "delivered": report["delivered"],
+                "informed": report["informed"],
+                "informed_interval": report["informed_interval"],
+                "truth_delivered": round(delivered, 4),
+                "truth_informed": round(informed, 4),
+                # For the older callers: the gateway's D against the delivered truth.
+                "gateway": report["delivered"],
+                "truth": round(delivered, 4),
+                "error": round(report["delivered"] - delivered, 4),
+            }
         truth = self.truth.coverage(report["alert"], units)
         gateway = float(report.get("coverage", 0.0))
         per_unit = []

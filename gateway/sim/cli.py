@@ -20,6 +20,7 @@ from gateway.settings import MqttSettings
 from gateway.sim import DeviceBehaviour, ProviderBehaviour, SimSettings, Simulation
 from gateway.sim.fleet import EndpointClient
 from gateway.sim.mqttdevice import MqttDevice
+from gateway.sim.worldspec import load_worlds
 
 __all__ = ["run_endpoint", "run_simulate"]
 
@@ -35,11 +36,24 @@ def _stop_on_signals() -> asyncio.Event:
 async def run_simulate(config: Config, args: argparse.Namespace) -> int:
     """Providers at the ports the configuration names, devices polling the gateway, and
     every so often each live alert's coverage beside the ground truth."""
+    world = None
+    if getattr(args, "world", None) is not None:
+        worlds = load_worlds(args.world)
+        name = getattr(args, "world_name", None)
+        world = next((w for w in worlds if w.name == name), None) if name else worlds[0]
+        if world is None:
+            print(f"no world {name!r} in {args.world}")
+            return 2
+        if config.directory.households is None:
+            print("a world needs a directory with households (households.csv)")
+            return 2
+        print(f"world {world.name}: its people, radii and device fates are the truth")
     settings = SimSettings(
         time_scale=args.time_scale,
         correlation=args.correlation,
         sms=ProviderBehaviour(failure_rate=args.sms_failure, receipt_loss=args.receipt_loss),
         devices=DeviceBehaviour(offline=args.offline, flaky=args.flaky),
+        world=world,
     )
     sim = Simulation(config, settings)
     urls = await sim.start_providers(args.gateway, fixed_ports=True)
@@ -74,6 +88,16 @@ async def _report(
             if not report.get("planned"):
                 continue
             cmp = sim.compare(report)
+            if "truth_informed" in cmp:
+                low, high = cmp["informed_interval"]
+                print(
+                    f"{a['id']} {a['level']:<6} {a['state']:<9}"
+                    f" D {cmp['delivered'] * 100:5.1f}%"
+                    f" (truth {cmp['truth_delivered'] * 100:5.1f}%)"
+                    f"  C {cmp['informed'] * 100:5.1f}% [{low * 100:.1f}, {high * 100:.1f}]"
+                    f" (truth {cmp['truth_informed'] * 100:5.1f}%)"
+                )
+                continue
             print(
                 f"{a['id']} {a['level']:<6} {a['state']:<9} gateway {cmp['gateway'] * 100:5.1f}%"
                 f"  truth {cmp['truth'] * 100:5.1f}%  error {cmp['error'] * 100:+5.1f} points"
@@ -90,7 +114,11 @@ async def run_endpoint(config: Config, args: argparse.Namespace) -> int:
         return 2
 
     async def show(client: Any, message: dict[str, Any]) -> None:
-        print(f"[{message['action']}] {message['id']} {message.get('level')} seq {message['seq']}")
+        again = f" (repeat {message['repeat']})" if message.get("repeat") else ""
+        print(
+            f"[{message['action']}] {message['id']} {message.get('level')}"
+            f" seq {message['seq']}{again}"
+        )
         for part in message.get("content", []):
             if "pages" in part:
                 for page in part["pages"]:

@@ -5,7 +5,9 @@
 answer's signature (refusing forged, replayed and expired ones, and reporting each
 refusal in a heartbeat at once), plays what says `play` unless a later entry cancelled
 or superseded it, posts a receipt for each, sends heartbeats, and reconnects with
-backoff. `Fleet` runs one client per endpoint of
+backoff. An entry it has played that comes again with a new seq and a higher `repeat`
+(an escalation) is played again, and its receipt says which repeat it was. `Fleet` runs
+one client per endpoint of
 the directory, some offline, some flaky, some slow, some broken.
 """
 
@@ -28,6 +30,8 @@ from gateway.endpoints.http import poll_scope
 from gateway.endpoints.signing import HEADER, PublicKey, Refused, Verifier
 from gateway.models import Channel
 from gateway.sim.population import Population, Truth
+from gateway.sim.truth import LiveTruth
+from gateway.sim.world import Fate
 
 __all__ = ["DeviceBehaviour", "EndpointClient", "Fleet"]
 
@@ -56,6 +60,7 @@ class EndpointClient:
     flaky: float = 0.0
     delay_s: float = 0.0
     broken: bool = False
+    lying: bool = False  # says it played, stays silent
     heartbeat_s: float = 60.0
     wait_s: float = 30.0
     rng: random.Random = field(default_factory=random.Random)
@@ -151,12 +156,14 @@ class EndpointClient:
         ok = not self.broken
         if ok:
             self.played.append(message)
-            if self.on_play is not None:
+            if self.on_play is not None and not self.lying:
                 await self.on_play(self, message)
         status = "failed"
         if ok:
             status = "played" if self.endpoint.kind.value == "loudspeaker" else "displayed"
-        receipt = {"alert": message["id"], "status": status}
+        receipt: dict[str, Any] = {"alert": message["id"], "status": status}
+        if message.get("repeat"):
+            receipt["repeat"] = int(message["repeat"])  # a play after the first
         if not ok:
             receipt["reason"] = "amplifier fault"
         async with self.session.post(
@@ -200,6 +207,7 @@ class Fleet:
         seed: int = 13,
         only: set[str] | None = None,
         trusted: dict[str, PublicKey] | None = None,
+        live: LiveTruth | None = None,
     ) -> None:
         self.directory = directory
         self.population = population
@@ -210,6 +218,7 @@ class Fleet:
         self.rng = random.Random(seed)
         self.only = only
         self.trusted = trusted or {}
+        self.live = live
         self.clients: list[EndpointClient] = []
         self.offline: list[str] = []
         self._stop = asyncio.Event()
@@ -219,6 +228,8 @@ class Fleet:
         span = self.population.span(Channel(client.endpoint.kind.value), client.endpoint.id)
         if span is not None:
             self.truth.add(message["id"], span)
+        if self.live is not None and message.get("action") == "play":
+            self.live.played(message["id"], client.endpoint.id)
 
     async def start(self, session: aiohttp.ClientSession, base: str) -> None:
         b = self.behaviour
@@ -226,7 +237,8 @@ class Fleet:
             if self.only is not None and endpoint.id not in self.only:
                 continue
             roll = self.rng.random()
-            if roll < b.offline:
+            fate = self.live.fate(endpoint.id) if self.live is not None else None
+            if (fate is Fate.OFFLINE) if fate is not None else roll < b.offline:
                 self.offline.append(endpoint.id)
                 continue
             slow = self.rng.random() < b.slow
@@ -238,7 +250,8 @@ class Fleet:
                 on_play=self._played,
                 flaky=(1 / 3) if self.rng.random() < b.flaky else 0.0,
                 delay_s=self.rng.uniform(*b.slow_delay_s) * self.time_scale if slow else 0.0,
-                broken=self.rng.random() < b.broken,
+                broken=(fate is Fate.BROKEN) if fate is not None else self.rng.random() < b.broken,
+                lying=fate is Fate.LYING,
                 heartbeat_s=b.heartbeat_s,
                 wait_s=b.wait_s,
                 rng=random.Random(self.rng.random()),

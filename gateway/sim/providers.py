@@ -24,6 +24,7 @@ from aiohttp import web
 from gateway.directory import Directory
 from gateway.models import Channel
 from gateway.sim.population import Population, Truth
+from gateway.sim.truth import LiveTruth
 
 __all__ = ["MessengerBehaviour", "ProviderBehaviour", "SimProvider"]
 
@@ -67,6 +68,7 @@ class SimProvider:
         messengers: MessengerBehaviour | None = None,
         time_scale: float = 1.0,
         seed: int = 11,
+        live: LiveTruth | None = None,
     ) -> None:
         self.name = name
         self.kind = kind
@@ -77,6 +79,7 @@ class SimProvider:
         self.token = callback_token
         self.messengers = messengers
         self.time_scale = time_scale
+        self.live = live
         self.rng = random.Random(seed)
         self.gateway = ""
         self.session: aiohttp.ClientSession | None = None
@@ -175,6 +178,8 @@ class SimProvider:
             span = self.population.span(channel, rid)
             if span is not None:
                 self.truth.add(alert, span)
+            if self.live is not None:
+                self.live.arrived(alert, rid)
         if self.rng.random() >= b.receipt_loss:
             if self.kind == "sms":
                 status = "DELIVRD" if delivered else "UNDELIV"
@@ -200,8 +205,12 @@ class SimProvider:
             return
         told = round(households * self.rng.uniform(*m.relay_share))
         self.truth.add(alert, self.population.relay_span(unit, told))
+        named: int | list[str] = told
+        if self.live is not None:
+            # A grid worker's app names the households it called on.
+            named = self.live.called(alert, rid, told)
         await self._post(
-            f"/api/v1/relay/{code}", {"phone": phone, "status": "relayed", "households": told}
+            f"/api/v1/relay/{code}", {"phone": phone, "status": "relayed", "households": named}
         )
 
     def _messenger_of(self, rid: str) -> tuple[str | None, int]:

@@ -389,7 +389,12 @@ class DeliveryStore(StoreBase):
         `implicit`: the state of a delivery that has no receipt yet — `queued`, since
         the planner only counts queued deliveries instead of writing each one.
         """
-        keys = [self.keys.receipts(alert, channel), self.keys.agg(alert), self.keys.alert(alert)]
+        keys = [
+            self.keys.receipts(alert, channel),
+            self.keys.agg(alert),
+            self.keys.alert(alert),
+            self.keys.reach_log(alert, channel),
+        ]
         keep = self.retention
         head: list[Any] = [
             channel, now or now_ms(), accepted_ms, reach_state, implicit,

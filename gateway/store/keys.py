@@ -22,6 +22,10 @@ Dispatch
     p:dead                    stream  batches that exhausted their attempts, with error
     p:rcpt:{alert}:{channel}  hash    recipient/endpoint id →
                                       `state|ms|unit|persons|lang|groups|attempts|note`
+    p:log:{alert}:{channel}   string  reach log, per-recipient like p:rcpt (the same
+                                      retention): one line per state change,
+                                      `minute|state|unit|id|note`, and repeat plays
+                                      and messengers' households (coverage/reach.py)
     p:agg:{alert}             hash    counters: `n|{ch}|{state}` deliveries per state,
                                       `r|{ch}|{unit}|{min}` persons confirmed reached in
                                       minute `min` after acceptance, `s|…` likewise sent,
@@ -32,6 +36,15 @@ Dispatch
     p:cb:{provider}           hash    circuit breaker window counts and state
     p:relay:{code}            string  `alert|unit` of a messenger relay task code
     p:esc:{alert}             hash    unit → escalation taken at its deadline (JSON), once
+Coverage (definition v2)
+    p:survey:{alert}          hash    household id → what a post-alert survey found (JSON)
+    p:covpost:{county}        list    JSON (alert, posterior mean and variance of the
+                                      person-level model) of surveyed alerts, newest first
+    p:covbcast:{YYYY-MM-DD}   hash    broadcast coverage snapshots of a (UTC) day:
+                                      `{county}|sum`, `{county}|n` (periodic reports)
+    p:covsum:{alert}          string  JSON: the alert's figures kept after per-recipient data
+                                      expires: definition, D, C at the deadline and at
+                                      the end, time to target … (periodic reports)
 Endpoints (loudspeakers and screens)
     p:unit:{unit}             hash    active state: alert id → entry JSON
     p:unitev                  stream  one entry per unit-state change (the cursor space)
@@ -105,6 +118,21 @@ class Keys:
 
     def agg(self, alert: str) -> str:
         return self._("agg", alert)
+
+    def reach_log(self, alert: str, channel: str) -> str:
+        return self._("log", alert, channel)
+
+    def surveys(self, alert: str) -> str:
+        return self._("survey", alert)
+
+    def posteriors(self, county: str) -> str:
+        return self._("covpost", county)
+
+    def coverage_summary(self, alert: str) -> str:
+        return self._("covsum", alert)
+
+    def broadcast_day(self, day: str) -> str:
+        return self._("covbcast", day)
 
     def lease(self, consumer: str) -> str:
         return self._("lease", consumer)

@@ -36,7 +36,8 @@ ADVANCE = (
     f"local FINAL = {_lua_table((s.value, 'true') for s in FINAL)}\n"
     f"local CONF = {_lua_table((s.value, 'true') for s in CONFIRMED)}\n"
     + """
--- KEYS: receipts hash, agg hash, alert hash (read for its expiry)
+-- KEYS: receipts hash, agg hash, alert hash (read for its expiry),
+--       [reach log: one line per state change, for coverage v2]
 -- ARGV: channel, now_ms, accepted_ms, reach_state ('' = any confirmed state),
 --       implicit state of a delivery with no receipt yet ('queued' or ''),
 --       ms the receipts are kept after the alert's expiry, ms the counters are,
@@ -55,6 +56,15 @@ local function sentish(state) return RANK[state] >= 2 and not FINAL[state] end
 -- 500 deliveries touches a handful of counters, not 1,500 HINCRBY calls.
 local acc = {}
 local function incr(field, n) acc[field] = (acc[field] or 0) + n end
+-- Coverage v2 reads what each delivery did from the reach log
+-- (`minute|state|unit|id|note`, gateway/coverage/reach.py), appended once per call.
+local lines = {}
+local function logline(state, unit, id, note)
+  if KEYS[4] then
+    lines[#lines + 1] = minute .. '|' .. state .. '|' .. unit .. '|' .. id .. '|'
+      .. string.gsub(note, '\\n', ' ') .. '\\n'
+  end
+end
 local function count_reach(unit, persons, lang, groups, sent_before, reach_before, state)
   if unit == '' then return end
   local p = tonumber(persons) or 0
@@ -96,6 +106,7 @@ for i = 8, #ARGV do
       .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
     incr('n|' .. ch .. '|' .. new, 1)
     if cstate then incr('n|' .. ch .. '|' .. cstate, -1) end
+    logline(new, unit, id, err)
     local known = cur and cunit ~= ''
     count_reach(unit, persons, lang, groups, known and sentish(cstate),
                 known and reached(cstate), new)
@@ -105,17 +116,23 @@ for i = 8, #ARGV do
     redis.call('HSET', KEYS[1], id, cstate .. '|' .. (c[2] or now) .. '|' .. unit .. '|'
       .. persons .. '|' .. lang .. '|' .. groups .. '|' .. attempts .. '|' .. err)
     count_reach(unit, persons, lang, groups, false, false, cstate)
+    logline(cstate, unit, id, '')
   end
 end
+if #lines > 0 then redis.call('APPEND', KEYS[4], table.concat(lines)) end
 for field, n in pairs(acc) do
   if n ~= 0 then redis.call('HINCRBY', KEYS[2], field, n) end
 end
--- Retention: both hashes go a fixed time after the alert's expiry (set once).
-for k = 1, 2 do
-  if redis.call('PTTL', KEYS[k]) == -1 then
-    local expires = tonumber(redis.call('HGET', KEYS[3], 'expires') or now) or now
-    local keep = k == 1 and keep_receipts or keep_counters
-    redis.call('PEXPIREAT', KEYS[k], math.max(expires, now) + keep)
+-- Retention: receipts and the reach log (per recipient) and the counters (what reports
+-- need) go a fixed time after the alert's expiry, set once when first written.
+-- Counted from the server's clock at the latest (a caller's `now` may be a replayed time).
+for _, k in ipairs({1, 2, 4}) do
+  if KEYS[k] and redis.call('PTTL', KEYS[k]) == -1 then
+    local t = redis.call('TIME')
+    local clock = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    local expires = tonumber(redis.call('HGET', KEYS[3], 'expires') or 0) or 0
+    local keep = k == 2 and keep_counters or keep_receipts
+    redis.call('PEXPIREAT', KEYS[k], math.max(expires, now, clock) + keep)
   end
 end
 return changed

@@ -1,4 +1,4 @@
-"""Coverage: the share of the affected population reached — a pure function, definition v1.
+"""Coverage: definition v1, for directories without households — a pure function.
 
 Definition version 1 (docs/coverage.md):
 
@@ -9,12 +9,17 @@ Definition version 1 (docs/coverage.md):
   and screens the `covers_population` of endpoints that played/displayed, for SMS and
   app the `persons` of recipients with a delivered receipt, for messengers the persons
   of households they confirmed relayed.
-- Unit coverage c_u = 1 − Π_c (1 − r_uc) (channels independent), reported with its
-  lower bound max_c r_uc and upper bound min(1, Σ_c r_uc).
+- Unit coverage c_u = 1 − Π_c (1 − r_uc) (channels independent), reported beside
+  `lower` = max_c r_uc (what it would read if the channels had reached the same people)
+  and `upper` = min(1, Σ_c r_uc) (if they had reached different people). These are not
+  bounds on the truth: loudspeakers that overlap are summed before the cap, so even
+  `lower` can lie above it (docs/coverage.md, "How good is v1").
 - Alert coverage C = Σ P_u c_u / Σ P_u (and the same for the bounds), at any minute
   after acceptance, compared with the jurisdiction's target at its deadline.
-- Broadcast coverage (应急广播覆盖率) needs no alert: Σ covers_population of loudspeakers
-  with a heartbeat within the health window, capped per unit, over the population.
+- Broadcast coverage (应急广播覆盖率) needs no alert: the residents within reach of
+  loudspeakers with a heartbeat within the health window over the population — the
+  union of their footprints where the directory has households, else Σ
+  covers_population capped per unit.
 - Exercise and test alerts are reported apart and never counted as live coverage.
 
 Inputs are the directory, the plan summary the planner stored, and the reach counters
@@ -27,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from gateway import codes
 from gateway.codes import Tier
@@ -240,7 +247,13 @@ def broadcast_coverage(
         healthy = [
             e for e in speakers if now_ms - heartbeats.get(e.id, -(10**15)) <= healthy_within_ms
         ]
-        covered = sum(e.covers_population for e in healthy)
+        if directory.has_households(unit) and directory.households is not None:
+            # With households: the union of the healthy loudspeakers' footprints.
+            heard = [f for e in healthy if (f := directory.footprints.get(e.id)) is not None]
+            found = np.unique(np.concatenate(heard)) if heard else np.zeros(0, np.int64)
+            covered = int(directory.households.residents[found].sum())
+        else:
+            covered = sum(e.covers_population for e in healthy)
         out[unit] = {
             "population": pop,
             "loudspeakers": len(speakers),

@@ -1,9 +1,6 @@
-"""Coverage: reports — gather a plan summary and receipt counters, apply `coverage`,
-and say met / not met / in progress against the jurisdiction's target and deadline.
-
-Used by the API (`/api/v1/alerts/{id}/coverage`), `warngate report`, the live metrics
-and escalation, so that every one of them shows the same figure for the same moment.
-"""
+"""Coverage: the report of one alert — definition v2 where every unit it targeted has
+households (gateway.reports.v2), v1 otherwise — with its series, targets and verdicts,
+and the broadcast coverage and period statistics."""
 
 from __future__ import annotations
 
@@ -11,7 +8,7 @@ import csv
 import io
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from gateway import codes
@@ -19,6 +16,7 @@ from gateway.codes import Tier
 from gateway.config import Config
 from gateway.coverage import (
     DEFINITION,
+    DEFINITION_V2,
     SERIES_MINUTES,
     AlertCoverage,
     alert_coverage,
@@ -28,6 +26,7 @@ from gateway.coverage import (
 )
 from gateway.models import AlertRecord, Level
 from gateway.policy import UnitPolicy
+from gateway.reports.v2 import applies, report_v2
 from gateway.store import Store, now_ms
 
 __all__ = [
@@ -35,7 +34,6 @@ __all__ = [
     "alert_report",
     "broadcast_report",
     "format_report",
-    "period_rows",
     "rows_csv",
 ]
 
@@ -114,6 +112,30 @@ async def alert_report(
     current = cov(at)
     unresolved = [str(c) for c in summary.get("unresolved", [])]
     target = alert_target(config, sorted(summary.get("units", {})), record.level, unresolved)
+    common = {
+        "by_language": current.by_language,
+        "by_group": current.by_group,
+        "outside": summary.get("outside", []),
+        "unresolved": unresolved,
+        # Checks (before and at each unit's deadline) that took a step, or found the
+        # unit short with its ladder used up.
+        "escalations": [
+            {
+                "unit": key.split("@")[0],
+                **e,
+                **({} if e.get("step") else {"note": "escalation ladder used up"}),
+            }
+            for key, e in sorted((await store.escalations(record.id)).items())
+            if e.get("step") or e.get("short", e.get("coverage", 1.0) < e.get("target", 0.0))
+        ],
+    }
+    if applies(config, summary):
+        v2 = await report_v2(
+            config, store, record, summary, at=at, now=now,
+            deadline_minutes=target.deadline_minutes, binding=target.binding,
+            expected=target.expected,
+        )  # fmt: skip
+        return {**base, **v2, **common}
     at_deadline = cov(target.deadline_minutes)
     deadline = record.received + timedelta(minutes=target.deadline_minutes)
     passed = now >= int(deadline.timestamp() * 1000)
@@ -129,9 +151,22 @@ async def alert_report(
                 "reached": m <= elapsed,
             }
         )
+    without = [u for u in sorted(summary.get("units", {}))
+               if not config.directory.has_households(u)]  # fmt: skip
     return {
         **base,
         "planned": True,
+        # Definition v1: channels summed per unit, capped, combined as independent;
+        # `lower`/`upper` are what it would read if they reached the same or different
+        # people, not bounds on the truth (docs/coverage.md).
+        "note": (
+            "definition v1: the directory has no households for "
+            + (
+                ", ".join(without[:10]) + (" …" if len(without) > 10 else "")
+                if without
+                else "this alert's units"
+            )
+        ),
         "at_minutes": at,
         "population": current.population,
         "coverage": round(current.estimate, 4),
@@ -153,16 +188,7 @@ async def alert_report(
         "units": [u.as_dict() for u in current.units],
         "units_below_target": sum(1 for u in current.units if u.estimate < u.target),
         "rollups": {name: current.rollup(config.directory, tier) for name, tier in TIERS.items()},
-        "by_language": current.by_language,
-        "by_group": current.by_group,
-        "outside": summary.get("outside", []),
-        "unresolved": unresolved,
-        # Deadline checks that took a step, or found the unit short with its ladder used up.
-        "escalations": [
-            {"unit": u, **e, **({} if e.get("step") else {"note": "escalation ladder used up"})}
-            for u, e in sorted((await store.escalations(record.id)).items())
-            if e.get("step") or e.get("coverage", 1.0) < e.get("target", 0.0)
-        ],
+        **common,
     }
 
 
@@ -186,46 +212,12 @@ async def broadcast_report(
     }
 
 
-PERIODS = {"daily": 1, "weekly": 7, "monthly": 31, "quarterly": 92, "annual": 366}
-
-
-async def period_rows(
-    config: Config, store: Store, period: str, *, end: datetime | None = None
-) -> list[dict[str, Any]]:
-    """One row per alert accepted in the period: the statistics plans ask for."""
-    until = end or datetime.now(UTC)
-    since = until - timedelta(days=PERIODS[period])
-    records = await store.alerts_between(since, until)
-    rows = []
-    for record in records:
-        report = await alert_report(config, store, record)
-        target = report.get("target", {})
-        rows.append(
-            {
-                "alert": record.id,
-                "identifier": record.alert.identifier,
-                "agency": record.agency,
-                "accepted": record.received.isoformat(),
-                "msgType": record.alert.msgType.value,
-                "status": record.alert.status.value,
-                "level": record.level.value,
-                "hazards": " ".join(record.hazards),
-                "units": len(report.get("units", [])),
-                "population": report.get("population", 0),
-                "coverage": report.get("coverage", 0.0),
-                "coverage_at_deadline": target.get("coverage_at_deadline", 0.0),
-                "target": target.get("binding", ""),
-                "verdict": target.get("verdict", "not planned"),
-                "definition": DEFINITION,
-            }
-        )
-    return rows
-
-
 def format_report(report: dict[str, Any], directory: Any) -> str:
     """A human-readable table: the verdict, the series, then one line per unit."""
     if not report.get("planned"):
         return f"alert {report['alert']}: not planned yet"
+    if report.get("definition") == DEFINITION_V2:
+        return _format_v2(report, directory)
     t = report["target"]
     lines = [
         f"alert {report['alert']}  {report['msgType']} {report['level']}"
@@ -260,6 +252,70 @@ def format_report(report: dict[str, Any], directory: Any) -> str:
         lines.append("")
         lines += [f"escalated {e['unit']}: {e['step']} at {e['checked_at']}"
                   for e in report["escalations"]]  # fmt: skip
+    return "\n".join(lines)
+
+
+def _minute(m: int | None) -> str:
+    return f"T+{m} min" if m is not None else "not reached"
+
+
+def _format_v2(report: dict[str, Any], directory: Any) -> str:
+    t = report["target"]
+    lo, hi = report["informed_interval"]
+    ttt = report["time_to_target"]
+    lines = [
+        f"alert {report['alert']}  {report['msgType']} {report['level']}"
+        f"{'  (EXERCISE/TEST: not live coverage)' if report['exercise'] else ''}",
+        f"accepted {report['accepted']}   definition {report['definition']}"
+        f"   {report['population']} residents in {len(report['units'])} units",
+        f"delivered (D, confirmed)  {pct(report['delivered'])}"
+        f"   with unconfirmed sends {pct(report['delivered_estimate'])} (estimate)",
+        f"persons informed (C)      {pct(report['informed'])}"
+        f"   90 % interval {pct(lo)} – {pct(hi)}",
+        f"target {pct(t['binding'])} within {t['deadline_minutes']} min: D {t['verdict']}"
+        f" (at the deadline {pct(t['delivered_at_deadline'])}), C {t['informed_verdict']}"
+        f" (at the deadline {pct(t['informed_at_deadline'])},"
+        f" {pct(t['informed_interval_at_deadline'][0])} – "
+        f"{pct(t['informed_interval_at_deadline'][1])})",
+        f"time to target {pct(t['binding'])} (binding) / {pct(t['expected'])} (expected):"
+        f" D {_minute(ttt['delivered']['binding'])} / {_minute(ttt['delivered']['expected'])},"
+        f" C {_minute(ttt['informed']['binding'])} / {_minute(ttt['informed']['expected'])}",
+        "over time (D / C): "
+        + "  ".join(
+            f"T+{p['minutes']}m {pct(p['delivered'])}/{pct(p['informed'])}"
+            for p in report["series"]
+        ),
+    ]
+    s = report.get("surveys") or {}
+    if s.get("households"):
+        a, b = s["informed_interval_without"]
+        lines.append(
+            f"surveys: {s['households']} households; C's interval {pct(a)} – {pct(b)} without"
+            f" them, narrowed by {s['narrowed_by_pp']} points"
+        )
+        for f in s.get("flags", []):
+            lines.append(f"  registry suspect in {f['unit']}: {f['detail']} ({f['kind']})")
+    lines.append("")
+    lines.append(f"{'unit':<13}{'people':>8}{'D':>8}{'D est':>8}{'C':>8}  {'C 90 %':<15}"
+                 f"{'target':>7}  D by     name")  # fmt: skip
+    for u in report["units"]:
+        a, b = u["informed_interval"]
+        div = directory.divisions.get(u["unit"])
+        by = (u.get("time_to_target") or {}).get("delivered", {}).get("binding")
+        lines.append(
+            f"{u['unit']:<13}{u['population']:>8}{pct(u['delivered']):>8}"
+            f"{pct(u['delivered_estimate']):>8}{pct(u['informed']):>8}  "
+            f"{pct(a) + '–' + pct(b):<15}{pct(u['target']):>7}  "
+            f"{_minute(by) if by is not None else ('below' if u['below_target'] else '-'):<8} "
+            f"{div.label('zh') if div else ''}"
+        )
+    if report.get("escalations"):
+        lines.append("")
+        lines += [
+            f"escalated {e['unit']} at {e.get('checkpoint', 1):g} of its deadline: "
+            f"{e['step'] or e.get('note', '')} ({e['checked_at']})"
+            for e in report["escalations"]
+        ]
     return "\n".join(lines)
 
 
