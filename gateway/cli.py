@@ -104,6 +104,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
     _server_args(p)
+
+    from gateway.console import cli as console_cli
+
+    console_cli.add_parser(sub)
     return parser
 
 
@@ -125,6 +129,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(cmd_report(args))
         if args.command == "hash-key":
             return cmd_hash_key(args.key)
+        if args.command == "account":
+            from gateway.console import cli as console_cli
+
+            return console_cli.run(args)
         if args.command == "simulate":
             from gateway.sim.cli import run_simulate
 
@@ -202,6 +210,10 @@ def cmd_check_config(directory: Path | None) -> int:
         f"  divisions {len(d.divisions)} ({len(d.units)} villages/communities),"
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
+    from gateway.console.accounts import accounts_path, load_accounts
+
+    accounts = load_accounts(accounts_path(config.settings), config.registry, d)
+    print(f"  console accounts {len(accounts)}")
     return 0
 
 

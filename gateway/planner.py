@@ -24,7 +24,7 @@ from gateway.config import Config
 from gateway.errors import RenderError
 from gateway.escalation import Prediction, predict_unit, steps_for_prediction
 from gateway.metrics import Metrics
-from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
+from gateway.models import UNRELEASED, AlertRecord, AlertState, Channel, Level, MsgType
 from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert, target_units
 from gateway.render import Context, Rendered, Renderer
 from gateway.store import Batch, Publish, ReceiptUpdate, Store
@@ -90,6 +90,11 @@ class Planner:
         started = time.perf_counter()
         record = await self.store.get_alert(alert)
         if record is None or await self.store.plan_done(alert):
+            return None
+        if (
+            record.state in UNRELEASED
+        ):  # never queued while so; not marked done (it may be released)
+            log.error("not planning %s: it is %s", alert, record.state.value)
             return None
         ttl = self._ttl(record)
         if record.alert.msgType is not MsgType.CANCEL and record.state is not AlertState.ACTIVE:

@@ -2,6 +2,7 @@
 
 from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
 from gateway.store.base import Retention, now_ms
+from gateway.store.console import ConsoleStore
 from gateway.store.deliveries import (
     Batch,
     BatchRecipient,
@@ -29,5 +30,5 @@ __all__ = [
 ]
 
 
-class Store(AlertStore, DeliveryStore, UnitStore):
+class Store(AlertStore, DeliveryStore, UnitStore, ConsoleStore):
     """Typed access to everything warngate keeps in Redis."""

@@ -6,6 +6,8 @@ Alerts
     p:alert:{id}              hash    record JSON, hash, state, links, state_at
     p:alerts                  zset    every accepted alert, by acceptance time (ms)
     p:live                    zset    alerts in state `active`, by expiry time (ms)
+    p:pending                 zset    alerts waiting for approval, by expiry time (ms)
+    p:review                  zset    emergency releases not yet reviewed, by release (ms)
     p:q:plan:{hi|lo}          stream  accepted alerts waiting for planning
     p:events                  stream  lifecycle changes (capped)
     p:audit                   stream  append-only: posts and state changes
@@ -32,6 +34,10 @@ Dispatch
     p:cb:{provider}           hash    circuit breaker window counts and state
     p:relay:{code}            string  `alert|unit` of a messenger relay task code
     p:esc:{alert}             hash    unit → escalation taken at its deadline (JSON), once
+Console (gateway/console/)
+    p:sess:{sha256 of token}  hash    a person's session: account, csrf, created, seen
+    p:lfail:{account}         string  failed logins within the lockout window
+    p:lock:{account}          string  set while the account is locked out
 Endpoints (loudspeakers and screens)
     p:unit:{unit}             hash    active state: alert id → entry JSON
     p:unitev                  stream  one entry per unit-state change (the cursor space)
@@ -63,6 +69,14 @@ class Keys:
     @property
     def live(self) -> str:
         return self._("live")
+
+    @property
+    def pending(self) -> str:
+        return self._("pending")
+
+    @property
+    def review(self) -> str:
+        return self._("review")
 
     def plan_queue(self, lane: str) -> str:
         return self._("q", "plan", lane)
@@ -121,6 +135,16 @@ class Keys:
 
     def escalations(self, alert: str) -> str:
         return self._("esc", alert)
+
+    # console
+    def session(self, token_hash: str) -> str:
+        return self._("sess", token_hash)
+
+    def login_failures(self, account: str) -> str:
+        return self._("lfail", account)
+
+    def login_lock(self, account: str) -> str:
+        return self._("lock", account)
 
     # endpoints
     def unit(self, unit: str) -> str:

@@ -1,0 +1,111 @@
+"""Console: wiring into the app — the console's resources, cookies, who is asking.
+
+`setup(app)` (called by `create_app` when `console.enabled`) adds the person routes of
+the API (gateway/console/api.py), the pages (gateway/console/pages.py) and the static
+assets, and one cleanup context that opens the console's resources on the app's store.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from gateway.console.accounts import AccountBook, accounts_path
+from gateway.console.approval import ApprovalDesk
+from gateway.console.sessions import Session, Sessions, same_token
+from gateway.errors import Forbidden, Unauthorized
+from gateway.keys import CONFIG, CONSOLE, STORE
+
+__all__ = [
+    "COOKIE",
+    "CSRF_HEADER",
+    "STATIC",
+    "Console",
+    "session_of",
+    "set_session_cookie",
+    "setup",
+]
+
+COOKIE = "wgsession"
+CSRF_HEADER = "X-CSRF-Token"
+STATIC = Path(__file__).resolve().parent / "static"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+# The request's session, looked up once per request (None: no live session).
+SESSION: web.RequestKey[Session | None] = web.RequestKey("wg-session")
+
+
+@dataclass
+class Console:
+    """What the console's handlers share (one per app)."""
+
+    book: AccountBook
+    sessions: Sessions
+    desk: ApprovalDesk
+
+
+def secure(request: web.Request) -> bool:
+    mode = request.app[CONFIG].settings.console.secure_cookies
+    if mode != "auto":
+        return mode == "always"
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def set_session_cookie(request: web.Request, response: web.StreamResponse, token: str) -> None:
+    """The session cookie: HttpOnly, SameSite=Strict, Secure behind TLS; it lives as
+    long as the browser (the server ends the session on idle and at its maximum)."""
+    response.set_cookie(
+        COOKIE, token, httponly=True, samesite="Strict", secure=secure(request), path="/"
+    )
+
+
+def clear_session_cookie(request: web.Request, response: web.StreamResponse) -> None:
+    response.del_cookie(COOKIE, path="/", samesite="Strict", secure=secure(request))
+
+
+async def current_session(request: web.Request) -> Session | None:
+    """The person's session, if the request carries a live one (looked up once)."""
+    if SESSION not in request:
+        console = request.app[CONSOLE]
+        request[SESSION] = await console.sessions.resolve(request.cookies.get(COOKIE))
+    return request[SESSION]
+
+
+async def session_of(request: web.Request, form_csrf: str | None = None) -> Session:
+    """The session of a person route: 401 `not-logged-in` without one; an unsafe
+    method also needs the session's CSRF token (in `X-CSRF-Token`, or a form's field),
+    else 403 `csrf-mismatch`."""
+    session = await current_session(request)
+    if session is None:
+        raise Unauthorized(
+            "log in first (POST /api/v1/session); the session cookie is missing, or the"
+            " session ended (idle timeout, log out, account disabled)",
+            code="not-logged-in",
+        )
+    if request.method not in SAFE_METHODS:
+        given = form_csrf if form_csrf is not None else request.headers.get(CSRF_HEADER)
+        if not same_token(given, session.csrf):
+            raise Forbidden(
+                f"send the session's CSRF token in {CSRF_HEADER} (the `csrf_token` of the"
+                " login's answer, or of GET /api/v1/session)",
+                code="csrf-mismatch",
+            )
+    return session
+
+
+async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
+    config, store = app[CONFIG], app[STORE]
+    book = AccountBook(accounts_path(config.settings), config.registry, config.directory)
+    app[CONSOLE] = Console(
+        book, Sessions(book, store, config.settings.console), ApprovalDesk(config, store)
+    )
+    yield
+
+
+def setup(app: web.Application) -> None:
+    from gateway.console import api
+
+    app.cleanup_ctx.append(_console_ctx)
+    app.add_routes(api.routes)
