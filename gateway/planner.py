@@ -217,6 +217,19 @@ class Planner:
                 )
         return 0
 
+    async def preview_inputs(
+        self, record: AlertRecord, when: datetime
+    ) -> tuple[dict[str, Prediction], dict[Channel, frozenset[str]], AlertRecord | None, set[str]]:
+        """What planning `record` would start from, without planning it (the console's
+        previews): predicted coverage per unit, who had earlier versions, the latest of
+        those, and the endpoints counted as healthy."""
+        agency = self.config.registry.agencies.get(record.agency)
+        predictions: dict[str, Prediction] = {}
+        if agency is not None and record.alert.msgType is not MsgType.CANCEL:
+            predictions, _ = await self._predicted_steps(record, agency, when)
+        reached, previous = await self._earlier_versions(record)
+        return predictions, reached, previous, await self._healthy()
+
     async def _predicted_steps(
         self, record: AlertRecord, agency: Any, when: datetime
     ) -> tuple[dict[str, Prediction], dict[str, list[str]]]:

@@ -609,6 +609,44 @@ OPERATIONS: tuple[Operation, ...] = (
         description="The same checks as `POST /api/v1/alerts`, with the account's agency as"
         " the poster; the alert must lie in the account's jurisdiction.",
     ),
+    Operation(
+        "post",
+        "/api/v1/previews",
+        "postPreview",
+        "people",
+        "Preview an alert: every channel × language as it would go out; nothing is sent",
+        (("agencyKey",), ("sessionCookie",)),
+        (
+            Answer(
+                200,
+                "the messages, limit failures, predicted coverage, duplicates",
+                person.PreviewAnswer,
+            ),
+        ),
+        merge(
+            {status: c for status, c in POST_PROBLEMS.items() if status != 409},
+            SESSION_PROBLEMS,
+            QUERY_PROBLEMS,
+            {403: ("role-required",)},
+        ),
+        (
+            Param(
+                "unit",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{2,12}$"},
+                "whose messages to show in full (default: the first unit reached)",
+            ),
+            Param(
+                "X-CSRF-Token",
+                "header",
+                {"type": "string"},
+                "with a session: its CSRF token",
+            ),
+        ),
+        body=POST_BODY,
+        description="What ingest would refuse is answered as for `POST /api/v1/alerts`, and"
+        " the store is not touched (no 409).",
+    ),
     *(
         Operation(
             "post",

@@ -15,7 +15,9 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gateway.api.alerts import summary
 from gateway.api.answers import AlertSummary
-from gateway.api.common import json_response, read_body
+from gateway.api.common import authorization, json_response, read_body
+from gateway.api.params import code_param
+from gateway.auth import Agency
 from gateway.console.accounts import Role
 from gateway.console.approval import units_of
 from gateway.console.sessions import Session
@@ -27,13 +29,14 @@ from gateway.console.web import (
 from gateway.errors import Forbidden, NotFound, ProblemError, Unprocessable
 from gateway.jsonbody import fields_of, read_json
 from gateway.keys import CONFIG, CONSOLE, INGESTOR, METRICS, STORE
-from gateway.models import AlertRecord
+from gateway.models import AlertRecord, AlertState
 
 __all__ = [
     "Approvals",
     "Decided",
     "Login",
     "Note",
+    "PreviewAnswer",
     "Reason",
     "SessionAnswer",
     "routes",
@@ -93,6 +96,29 @@ class Decided(AlertSummary):
         description="drafted_by, required, decision (approve, reject, emergency-release,"
         " auto-release), decided_by, decided_at, reason, review, reviewed_by …"
     )
+
+
+class PreviewAnswer(BaseModel):
+    """Every channel × language of an alert as it would go out, before it is posted."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    on_submit: AlertState = Field(description="`pending-approval` where it would wait")
+    approval: dict[str, Any]
+    unit: str | None = Field(description="the unit whose messages are shown (`?unit=`)")
+    units: list[str]
+    messages: list[dict[str, Any]] = Field(
+        description="channel, requested and used language, kind, text, title, direction,"
+        " variant, SMS encoding and segments, speech seconds, screens page by page"
+    )
+    failures: list[dict[str, Any]] = Field(description="per unit: what is over a channel limit")
+    deliveries: dict[str, int]
+    coverage: dict[str, Any] = Field(description="predicted, per unit and in total")
+    duplicates: list[dict[str, Any]] = Field(
+        description="the same hazard over an overlapping area within 24 hours"
+    )
+    warnings: list[dict[str, str]]
 
 
 class Approvals(BaseModel):
@@ -228,6 +254,34 @@ async def post_submission(request: web.Request) -> web.Response:
     answer = await submit(request, session, body, request.headers.get("Content-Type"))
     status = answer.pop("_status")
     return json_response(answer, status, {"Location": answer["links"]["self"]})
+
+
+@routes.post("/api/v1/previews")
+async def post_preview(request: web.Request) -> web.Response:
+    """An alert as it would go out — by an agency's key, or a drafter's session — and
+    nothing stored, queued or sent."""
+    config = request.app[CONFIG]
+    unit = code_param(request, "unit")
+    drafted_by = None
+    given = authorization(request)
+    if given is not None:
+        principal = config.registry.authenticate(given)
+        if not isinstance(principal, Agency):
+            raise Forbidden("duty operators may read but not post alerts", code="not-an-agency")
+        agency = principal
+    else:
+        session = await session_of(request)
+        found = config.registry.agencies.get(session.account.agency or "")
+        if found is None or not session.account.has(Role.DRAFTER):
+            raise Forbidden(
+                "this needs the drafter role", code="role-required", extra={"role": "drafter"}
+            )
+        agency, drafted_by = found, session.account.id
+    body = await read_body(request, SUBMISSION_LIMIT)
+    preview = await request.app[CONSOLE].previewer.preview(
+        agency, body, request.headers.get("Content-Type"), unit=unit, drafted_by=drafted_by
+    )
+    return json_response(preview)
 
 
 # -- approval ---------------------------------------------------------------------------

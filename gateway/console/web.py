@@ -8,16 +8,22 @@ assets, and one cleanup context that opens the console's resources on the app's 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
 from gateway.console.accounts import AccountBook, accounts_path
 from gateway.console.approval import ApprovalDesk
+from gateway.console.compose import QuickTemplate, load_quick
+from gateway.console.preview import Previewer
 from gateway.console.sessions import Session, Sessions, same_token
+from gateway.console.ui import Pages
 from gateway.errors import Forbidden, Unauthorized
-from gateway.keys import CONFIG, CONSOLE, STORE
+from gateway.keys import CONFIG, CONSOLE, INGESTOR, RENDERER, STORE
+from gateway.metrics import Metrics
+from gateway.planner import Planner
 
 __all__ = [
     "COOKIE",
@@ -44,6 +50,10 @@ class Console:
     book: AccountBook
     sessions: Sessions
     desk: ApprovalDesk
+    previewer: Previewer
+    pages: Pages
+    quick: list[QuickTemplate] = field(default_factory=list)
+    canaries: Any = None  # gateway.console.canary.Canaries, when canaries.yaml has schedules
 
 
 def secure(request: web.Request) -> bool:
@@ -97,15 +107,26 @@ async def session_of(request: web.Request, form_csrf: str | None = None) -> Sess
 
 async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     config, store = app[CONFIG], app[STORE]
-    book = AccountBook(accounts_path(config.settings), config.registry, config.directory)
+    s = config.settings
+    book = AccountBook(accounts_path(s), config.registry, config.directory)
+    # A planner of its own, with metrics nobody serves: a preview plans nothing and must
+    # count nothing in the live figures.
+    planner = Planner(config, store, app[RENDERER], Metrics(), {})
     app[CONSOLE] = Console(
-        book, Sessions(book, store, config.settings.console), ApprovalDesk(config, store)
+        book=book,
+        sessions=Sessions(book, store, s.console),
+        desk=ApprovalDesk(config, store),
+        previewer=Previewer(config, store, app[RENDERER], app[INGESTOR], planner),
+        pages=Pages(s.templates_dir),
+        quick=load_quick(s.config_dir / "quick.yaml"),
     )
     yield
 
 
 def setup(app: web.Application) -> None:
-    from gateway.console import api
+    from gateway.console import api, pages
 
     app.cleanup_ctx.append(_console_ctx)
     app.add_routes(api.routes)
+    app.add_routes(pages.routes)
+    app.router.add_static("/console/static/", STATIC, name="console-static")
