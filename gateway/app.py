@@ -168,7 +168,7 @@ def create_app(
     if routes:
         app.add_routes(all_routes())
         if s.console.enabled:
-            console.setup(app)
+            console.setup(app, background=background)
     return app
 
 

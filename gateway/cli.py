@@ -211,9 +211,16 @@ def cmd_check_config(directory: Path | None) -> int:
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
     from gateway.console.accounts import accounts_path, load_accounts
+    from gateway.console.canary import CANARIES_FILE, load_schedules
+    from gateway.console.compose import load_quick
 
     accounts = load_accounts(accounts_path(config.settings), config.registry, d)
-    print(f"  console accounts {len(accounts)}")
+    schedules = load_schedules(config.settings.config_dir / CANARIES_FILE, config)
+    quick = load_quick(config.settings.config_dir / "quick.yaml")
+    print(
+        f"  console accounts {len(accounts)}, quick templates {len(quick)},"
+        f" scheduled tests {len(schedules)}"
+    )
     return 0
 
 

@@ -730,6 +730,37 @@ OPERATIONS: tuple[Operation, ...] = (
         (Answer(200, "pending approvals and emergency releases due review", person.Approvals),),
         merge(STORE_PROBLEMS, {401: ("not-logged-in",)}),
     ),
+    Operation(
+        "get",
+        "/api/v1/canaries",
+        "listCanaries",
+        "people",
+        "Scheduled tests of your jurisdiction and their recent runs",
+        PERSON,
+        (Answer(200, "schedules and runs", person.CanaryAnswer),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",)}),
+    ),
+    Operation(
+        "post",
+        "/api/v1/canaries/{schedule}/run",
+        "runCanary",
+        "people",
+        "Run a scheduled test now (a Test alert to its canary receivers)",
+        PERSON,
+        (Answer(202, "started; its receipts are checked until the timeout", {"type": "object"}),),
+        merge(
+            SESSION_PROBLEMS,
+            {
+                403: ("role-required", "outside-jurisdiction"),
+                404: ("schedule-not-found",),
+                409: ("test-running",),
+            },
+        ),
+        (
+            Param("schedule", "path", {"type": "string"}, "a schedule's id (canaries.yaml)", True),
+            CSRF,
+        ),
+    ),
     # -- health ---------------------------------------------------------------------------
     Operation(
         "get",

@@ -27,12 +27,14 @@ from gateway.console.web import (
     set_session_cookie,
 )
 from gateway.errors import Forbidden, NotFound, ProblemError, Unprocessable
+from gateway.ingest import links
 from gateway.jsonbody import fields_of, read_json
 from gateway.keys import CONFIG, CONSOLE, INGESTOR, METRICS, STORE
 from gateway.models import AlertRecord, AlertState
 
 __all__ = [
     "Approvals",
+    "CanaryAnswer",
     "Decided",
     "Login",
     "Note",
@@ -344,3 +346,33 @@ async def approvals(request: web.Request) -> web.Response:
             "review_due": [{**summary(r), "approval": r.approval or {}} for r in reviews],
         }
     )
+
+
+# -- scheduled tests ----------------------------------------------------------------------
+
+
+class CanaryAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    schedules: list[dict[str, Any]] = Field(
+        description="each with its area, receivers, next run and recent runs (result, and"
+        " per channel receivers, confirmed, end-to-end latency in seconds)"
+    )
+
+
+@routes.get("/api/v1/canaries")
+async def canaries(request: web.Request) -> web.Response:
+    session = await session_of(request)
+    found = request.app[CONSOLE].canaries
+    runs = await found.overview(session.person) if found is not None else []
+    return json_response({"schedules": runs})
+
+
+@routes.post("/api/v1/canaries/{schedule}/run")
+async def run_canary(request: web.Request) -> web.Response:
+    session = await session_of(request)
+    found = request.app[CONSOLE].canaries
+    if found is None:
+        raise NotFound("no scheduled test is configured", code="schedule-not-found")
+    alert = await found.run_now(request.match_info["schedule"], session.person)
+    return json_response({"alert": alert, "links": links(alert)}, 202)

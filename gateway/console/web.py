@@ -7,21 +7,23 @@ assets, and one cleanup context that opens the console's resources on the app's 
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from aiohttp import web
 
+from gateway.aio import stop_tasks
 from gateway.console.accounts import AccountBook, accounts_path
 from gateway.console.approval import ApprovalDesk
+from gateway.console.canary import CANARIES_FILE, Canaries, load_schedules
 from gateway.console.compose import QuickTemplate, load_quick
 from gateway.console.preview import Previewer
 from gateway.console.sessions import Session, Sessions, same_token
 from gateway.console.ui import Pages
 from gateway.errors import Forbidden, Unauthorized
-from gateway.keys import CONFIG, CONSOLE, INGESTOR, RENDERER, STORE
+from gateway.keys import CONFIG, CONSOLE, DEADLINE, INGESTOR, LOOPS, METRICS, RENDERER, STORE
 from gateway.metrics import Metrics
 from gateway.planner import Planner
 
@@ -53,7 +55,7 @@ class Console:
     previewer: Previewer
     pages: Pages
     quick: list[QuickTemplate] = field(default_factory=list)
-    canaries: Any = None  # gateway.console.canary.Canaries, when canaries.yaml has schedules
+    canaries: Canaries | None = None  # when canaries.yaml has schedules
 
 
 def secure(request: web.Request) -> bool:
@@ -120,13 +122,34 @@ async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
         pages=Pages(s.templates_dir),
         quick=load_quick(s.config_dir / "quick.yaml"),
     )
+    schedules = load_schedules(s.config_dir / CANARIES_FILE, config)
+    if schedules:
+        app[CONSOLE].canaries = Canaries(config, store, app[INGESTOR], app[METRICS], schedules)
     yield
 
 
-def setup(app: web.Application) -> None:
+async def _canary_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Scheduled tests run in every serving process; each slot is claimed once."""
+    canaries = app[CONSOLE].canaries
+    if canaries is None:
+        yield
+        return
+    stop = asyncio.Event()
+    health = app[LOOPS].add("canaries")
+    every = app[CONFIG].settings.console.canary_check_s
+    task = asyncio.create_task(canaries.run(stop, every, health), name="canaries")
+    yield
+    stop.set()
+    await stop_tasks([task], min(1.0, app[DEADLINE].left(reserve=1.0)))
+    app[LOOPS].remove(health)
+
+
+def setup(app: web.Application, *, background: bool) -> None:
     from gateway.console import api, pages
 
     app.cleanup_ctx.append(_console_ctx)
+    if background:
+        app.cleanup_ctx.append(_canary_ctx)
     app.add_routes(api.routes)
     app.add_routes(pages.routes)
     app.router.add_static("/console/static/", STATIC, name="console-static")

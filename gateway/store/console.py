@@ -1,4 +1,5 @@
-"""Storage: the console's sessions and login lockouts (gateway/console/sessions.py).
+"""Storage: the console's sessions and login lockouts (gateway/console/sessions.py), and
+the runs of scheduled tests (gateway/console/canary.py).
 
 A session is found by the SHA-256 of its cookie token, so a copy of Redis holds no
 usable cookie. Its key lives `console.idle_s` after the last request (renewed by each)
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar, NamedTuple
 
+import orjson
 from redis.commands.core import AsyncScript
 
 from gateway.store.base import StoreBase
@@ -42,6 +44,27 @@ return 0
 """
 
 
+_CLAIM = """
+-- KEYS: schedule hash; ARGV: slot_ms. 1 when this caller takes the slot (once, ever).
+local last = tonumber(redis.call('HGET', KEYS[1], 'slot') or '0')
+if last >= tonumber(ARGV[1]) then return 0 end
+redis.call('HSET', KEYS[1], 'slot', ARGV[1])
+return 1
+"""
+
+_FINISH = """
+-- KEYS: schedule hash, runs list; ARGV: alert, run JSON, keep. 1 when this caller
+-- finished the run (another process may have).
+if redis.call('HGET', KEYS[1], 'alert') ~= ARGV[1] then return 0 end
+redis.call('HDEL', KEYS[1], 'alert', 'running')
+redis.call('LPUSH', KEYS[2], ARGV[2])
+redis.call('LTRIM', KEYS[2], 0, tonumber(ARGV[3]) - 1)
+return 1
+"""
+
+RUNS_KEPT = 50
+
+
 class SessionRow(NamedTuple):
     account: str
     csrf: str
@@ -49,9 +72,16 @@ class SessionRow(NamedTuple):
 
 
 class ConsoleStore(StoreBase):
-    SCRIPTS: ClassVar[dict[str, str]] = {"_touch_session": _TOUCH, "_login_failed": _FAILED}
+    SCRIPTS: ClassVar[dict[str, str]] = {
+        "_touch_session": _TOUCH,
+        "_login_failed": _FAILED,
+        "_claim_slot": _CLAIM,
+        "_finish_canary": _FINISH,
+    }
     _touch_session: AsyncScript
     _login_failed: AsyncScript
+    _claim_slot: AsyncScript
+    _finish_canary: AsyncScript
 
     async def create_session(
         self, token_hash: str, account: str, csrf: str, now: int, idle_ms: int
@@ -89,3 +119,42 @@ class ConsoleStore(StoreBase):
 
     async def unlock(self, account: str) -> None:
         await self.redis.delete(self.keys.login_failures(account), self.keys.login_lock(account))
+
+    # -- scheduled tests ------------------------------------------------------------------
+
+    async def claim_canary_slot(self, schedule: str, slot_ms: int) -> bool:
+        return bool(await self._claim_slot(keys=[self.keys.canary(schedule)], args=[slot_ms]))
+
+    async def start_canary(self, schedule: str, run: dict[str, Any]) -> None:
+        await self.redis.hset(
+            self.keys.canary(schedule),
+            mapping={"alert": str(run["alert"]), "running": orjson.dumps(run).decode()},
+        )
+
+    async def canary_running(self, schedule: str) -> dict[str, Any] | None:
+        raw = await self.redis.hget(self.keys.canary(schedule), "running")
+        return dict(orjson.loads(raw)) if raw else None
+
+    async def finish_canary(self, schedule: str, alert: str, run: dict[str, Any]) -> bool:
+        keys = [self.keys.canary(schedule), self.keys.canary_runs(schedule)]
+        args: list[str | int] = [alert, orjson.dumps(run).decode(), RUNS_KEPT]
+        return bool(await self._finish_canary(keys=keys, args=args))
+
+    async def canary_runs(self, schedule: str, count: int) -> list[dict[str, Any]]:
+        """Finished runs, newest first."""
+        rows = await self.redis.lrange(self.keys.canary_runs(schedule), 0, count - 1)
+        return [dict(orjson.loads(r)) for r in rows]
+
+    async def receipt_times(
+        self, alert: str, channel: str, ids: list[str]
+    ) -> list[tuple[str, int] | None]:
+        """(state, ms of the state) of each delivery; None where it has no receipt."""
+        values = await self.redis.hmget(self.keys.receipts(alert, channel), ids)
+        out: list[tuple[str, int] | None] = []
+        for value in values:
+            if value is None:
+                out.append(None)
+                continue
+            parts = value.split("|")
+            out.append((parts[0], int(parts[1] or 0)))
+        return out

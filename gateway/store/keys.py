@@ -38,6 +38,8 @@ Console (gateway/console/)
     p:sess:{sha256 of token}  hash    a person's session: account, csrf, created, seen
     p:lfail:{account}         string  failed logins within the lockout window
     p:lock:{account}          string  set while the account is locked out
+    p:canary:{schedule}       hash    scheduled test: last slot run, the run in progress
+    p:canruns:{schedule}      list    its last 50 finished runs (JSON), newest first
 Endpoints (loudspeakers and screens)
     p:unit:{unit}             hash    active state: alert id → entry JSON
     p:unitev                  stream  one entry per unit-state change (the cursor space)
@@ -145,6 +147,12 @@ class Keys:
 
     def login_lock(self, account: str) -> str:
         return self._("lock", account)
+
+    def canary(self, schedule: str) -> str:
+        return self._("canary", schedule)
+
+    def canary_runs(self, schedule: str) -> str:
+        return self._("canruns", schedule)
 
     # endpoints
     def unit(self, unit: str) -> str:
