@@ -16,6 +16,7 @@ from gateway.codes import Tier
 from gateway.config import Config
 from gateway.console.approval import Person, units_of
 from gateway.console.geo import coverage_colour
+from gateway.console.ui import local_time
 from gateway.models import AlertRecord, AlertState
 from gateway.reports import alert_report, broadcast_report
 from gateway.store import Store, now_ms
@@ -110,6 +111,7 @@ async def snapshot(config: Config, store: Store, record: AlertRecord) -> dict[st
         "coverage": report.get("coverage"),
         "target": binding,
         "deadline": target.get("deadline"),
+        "deadline_text": local_time(target.get("deadline")),
         "verdict": target.get("verdict"),
         "minutes": report.get("minutes_since_acceptance"),
         "target_reached_minutes": reached_at,

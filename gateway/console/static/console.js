@@ -123,7 +123,7 @@ if (watch && window.EventSource) {
     text("w-target", pct(s.target));
     var words = JSON.parse(watch.dataset.words || "{}");
     text("w-verdict", words[s.verdict] || s.verdict || "–");
-    if (s.deadline) { text("w-deadline", s.deadline.slice(5, 16).replace("T", " ")); }
+    if (s.deadline_text) { text("w-deadline", s.deadline_text); }
     text("w-reached", s.target_reached_minutes === null || s.target_reached_minutes === undefined ? "–" : s.target_reached_minutes + " min");
     $all("#w-counts tr[data-channel]").forEach(function (row) {
       var ch = row.dataset.channel, counts = s.counts[ch] || {};
@@ -138,7 +138,7 @@ if (watch && window.EventSource) {
       if (!row && body) {
         row = document.createElement("tr");
         row.dataset.unit = u.unit;
-        [u.unit, u.population, "", pct(u.target)].forEach(function (value, i) {
+        [u.name + " " + u.unit, u.population, "", pct(u.target)].forEach(function (value, i) {
           var cell = document.createElement("td");
           cell.textContent = value === null || value === undefined ? "–" : value;
           if (i === 2) { cell.dataset.k = "coverage"; }
