@@ -176,6 +176,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
 
     config = load_config(args.config, **_overrides(args))
+    if config.settings.console.enabled:
+        from gateway.console.web import check_files
+
+        check_files(config)  # a bad accounts, quick or canaries file stops the start
     logging.getLogger().setLevel(config.settings.log_level)
     asyncio.run(serve(config))
     return 0
@@ -210,17 +214,10 @@ def cmd_check_config(directory: Path | None) -> int:
         f"  divisions {len(d.divisions)} ({len(d.units)} villages/communities),"
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
-    from gateway.console.accounts import accounts_path, load_accounts
-    from gateway.console.canary import CANARIES_FILE, load_schedules
-    from gateway.console.compose import load_quick
+    from gateway.console.web import check_files
 
-    accounts = load_accounts(accounts_path(config.settings), config.registry, d)
-    schedules = load_schedules(config.settings.config_dir / CANARIES_FILE, config)
-    quick = load_quick(config.settings.config_dir / "quick.yaml")
-    print(
-        f"  console accounts {len(accounts)}, quick templates {len(quick)},"
-        f" scheduled tests {len(schedules)}"
-    )
+    accounts, quick, schedules = check_files(config)
+    print(f"  console accounts {accounts}, quick templates {quick}, scheduled tests {schedules}")
     return 0
 
 

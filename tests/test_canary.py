@@ -194,3 +194,19 @@ async def test_a_person_runs_a_test_now(gateway: Gateway) -> None:
     events = [e for e in await gateway.store.audit(10) if e.get("event") == "canary-started"]
     assert events[0]["by"] == APPROVER
     assert datetime.now(UTC)  # the run is stamped now
+
+
+def test_check_config_refuses_a_bad_schedule(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import shutil
+
+    from gateway.cli import main
+
+    config_dir = tmp_path / "config"
+    shutil.copytree(SAMPLE_CONFIG, config_dir)
+    text = (config_dir / "canaries.yaml").read_text()
+    (config_dir / "canaries.yaml").write_text(text.replace("r0000061", "r0000001"))
+    assert main(["check-config", str(config_dir)]) == 2
+    err = capsys.readouterr().err
+    assert "canaries.yaml: canaries[changji-city-monthly].receivers: r0000001 is not marked" in err

@@ -61,9 +61,15 @@ async def browser() -> AsyncIterator[Browser]:
         await found.close()
 
 
-async def shot(page: Page, name: str) -> None:
-    if SHOTS:
-        await page.screenshot(path=str(Path(SHOTS) / f"{name}.png"), full_page=True)
+async def shot(page: Page, name: str, part: str | None = None) -> None:
+    """A screenshot for docs/console.md: the page's top, or one part of it."""
+    if not SHOTS:
+        return
+    path = str(Path(SHOTS) / f"{name}.png")
+    if part is None:
+        await page.screenshot(path=path)
+    else:
+        await page.locator(part).screenshot(path=path)
 
 
 async def person(browser: Browser, base: str, account: str, errors: list[str]) -> Page:
@@ -109,7 +115,6 @@ async def test_the_duty_desk_flow_in_a_real_browser(gateway: Gateway, browser: B
     base = f"http://127.0.0.1:{gateway.client.port}"
     errors: list[str] = []
     drafter = await person(browser, base, CHIEF, errors)  # a drafter who also approves
-    await shot(drafter, "overview")
 
     # Compose a red rainstorm alert: two communities picked on the map.
     await drafter.goto(f"{base}/console/compose")
@@ -132,7 +137,8 @@ async def test_the_duty_desk_flow_in_a_real_browser(gateway: Gateway, browser: B
     await expect(preview.locator('.msg[data-channel="sms"] .fact').first).to_contain_text("条短信")
     await expect(preview.locator(".notice")).to_contain_text("第二人审批")
     await expect(preview.locator("table.coverage tbody tr")).to_have_count(len(UNITS))
-    await shot(drafter, "preview")
+    await shot(drafter, "compose")
+    await shot(drafter, "preview", "#preview")
     await drafter.click("#submit-button")
     await expect(drafter.locator(".state-pending-approval")).to_be_visible()
     alert = alert_of(drafter)
@@ -152,7 +158,7 @@ async def test_the_duty_desk_flow_in_a_real_browser(gateway: Gateway, browser: B
     await expect(approver.locator("body")).to_contain_text("昌吉市发布暴雨红色预警")
     await shot(approver, "pending")
     await approver.goto(f"{base}/console/alerts/{alert}")
-    await shot(approver, "approval")
+    await shot(approver, "approval", "#approval")
     await confirm(approver, "#approve-button")
     await expect(approver.locator(".state-active")).to_be_visible()
     await expect(approver.locator("#live-dot.on")).to_be_visible()
@@ -166,7 +172,7 @@ async def test_the_duty_desk_flow_in_a_real_browser(gateway: Gateway, browser: B
     await expect(delivered).not_to_have_text("0")
     await expect(unit).not_to_have_attribute("fill", before or "")
     await expect(approver.locator("#w-coverage")).not_to_have_text("0.0%")
-    await shot(approver, "watch")
+    await shot(approver, "watch", "#watch")
 
     # Update to orange from the alert's page; orange waits for approval too.
     await drafter.goto(f"{base}/console/alerts/{alert}")

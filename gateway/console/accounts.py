@@ -230,15 +230,21 @@ class AccountBook:
     most once a second); a file that no longer reads keeps the accounts last read."""
 
     def __init__(
-        self, path: Path, registry: Registry | None = None, directory: Directory | None = None
+        self,
+        path: Path,
+        registry: Registry | None = None,
+        directory: Directory | None = None,
+        *,
+        strict: bool = True,
     ) -> None:
+        """`strict=False`: a file that does not read at start leaves no account (logged)."""
         self.path = path
         self.registry = registry
         self.directory = directory
         self._stamp: tuple[int, int] | None = None
         self._checked = 0.0
         self._accounts: dict[str, Account] = {}
-        self.reload(strict=True)
+        self.reload(strict=strict)
 
     def _file_stamp(self) -> tuple[int, int] | None:
         try:

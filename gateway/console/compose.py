@@ -28,6 +28,7 @@ from gateway.settings import read_yaml
 
 __all__ = [
     "LANGUAGES",
+    "QUICK_FILE",
     "SEVERITY",
     "Draft",
     "QuickTemplate",
@@ -44,6 +45,7 @@ SEVERITY = {
     Level.YELLOW: "Moderate",
     Level.BLUE: "Minor",
 }
+QUICK_FILE = "quick.yaml"
 GEOCODE = "CPEAS Geographic Code"
 TEXTS = ("headline", "description", "instruction")
 MAX_UNITS = 5000

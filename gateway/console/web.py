@@ -8,21 +8,24 @@ assets, and one cleanup context that opens the console's resources on the app's 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+import logging
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from aiohttp import web
 
 from gateway.aio import stop_tasks
-from gateway.console.accounts import AccountBook, accounts_path
+from gateway.config import Config
+from gateway.console.accounts import AccountBook, accounts_path, load_accounts
 from gateway.console.approval import ApprovalDesk
-from gateway.console.canary import CANARIES_FILE, Canaries, load_schedules
-from gateway.console.compose import QuickTemplate, load_quick
+from gateway.console.canary import CANARIES_FILE, Canaries, Schedule, load_schedules
+from gateway.console.compose import QUICK_FILE, QuickTemplate, load_quick
 from gateway.console.preview import Previewer
 from gateway.console.sessions import Session, Sessions, same_token
 from gateway.console.ui import Pages
-from gateway.errors import Forbidden, Unauthorized
+from gateway.errors import ConfigError, Forbidden, Unauthorized
 from gateway.keys import CONFIG, CONSOLE, DEADLINE, INGESTOR, LOOPS, METRICS, RENDERER, STORE
 from gateway.metrics import Metrics
 from gateway.planner import Planner
@@ -32,11 +35,14 @@ __all__ = [
     "CSRF_HEADER",
     "STATIC",
     "Console",
+    "check_files",
     "session_of",
     "set_session_cookie",
     "setup",
 ]
 
+T = TypeVar("T")
+log = logging.getLogger("warngate.console")
 COOKIE = "wgsession"
 CSRF_HEADER = "X-CSRF-Token"
 STATIC = Path(__file__).resolve().parent / "static"
@@ -107,22 +113,61 @@ async def session_of(request: web.Request, form_csrf: str | None = None) -> Sess
     return session
 
 
+def check_files(config: Config) -> tuple[int, int, int]:
+    """Read the console's files of a configuration (accounts, quick-launch templates,
+    scheduled tests); raise ConfigError listing every problem. `warngate serve` and
+    `check-config` call it, so a bad file stops a start."""
+    issues = []
+    counts = []
+    s = config.settings
+    for load in (
+        lambda: load_accounts(accounts_path(s), config.registry, config.directory),
+        lambda: load_quick(s.config_dir / QUICK_FILE),
+        lambda: load_schedules(s.config_dir / CANARIES_FILE, config),
+    ):
+        try:
+            counts.append(len(load()))
+        except ConfigError as exc:
+            issues += exc.issues
+            counts.append(0)
+    if issues:
+        raise ConfigError(issues)
+    return counts[0], counts[1], counts[2]
+
+
+def _lenient(what: str, load: Callable[[], T], empty: T) -> T:
+    """A console file for an app built without `warngate serve`'s checks (a program or a
+    test with a configuration of its own): a problem disables that part, logged."""
+    try:
+        return load()
+    except ConfigError as exc:
+        log.error("console: %s disabled: %s", what, exc)
+        return empty
+
+
 async def _console_ctx(app: web.Application) -> AsyncIterator[None]:
     config, store = app[CONFIG], app[STORE]
     s = config.settings
-    book = AccountBook(accounts_path(s), config.registry, config.directory)
+    book = AccountBook(accounts_path(s), config.registry, config.directory, strict=False)
     # A planner of its own, with metrics nobody serves: a preview plans nothing and must
     # count nothing in the live figures.
     planner = Planner(config, store, app[RENDERER], Metrics(), {})
+    no_quick: list[QuickTemplate] = []
+    quick = _lenient(
+        "quick-launch templates", lambda: load_quick(s.config_dir / QUICK_FILE), no_quick
+    )
     app[CONSOLE] = Console(
         book=book,
         sessions=Sessions(book, store, s.console),
         desk=ApprovalDesk(config, store),
         previewer=Previewer(config, store, app[RENDERER], app[INGESTOR], planner),
         pages=Pages(s.templates_dir),
-        quick=load_quick(s.config_dir / "quick.yaml"),
+        quick=quick,
     )
-    schedules = load_schedules(s.config_dir / CANARIES_FILE, config)
+    empty: list[Schedule] = []
+    schedules = _lenient(
+        "scheduled tests", lambda: load_schedules(s.config_dir / CANARIES_FILE, config), empty
+    )
     if schedules:
         app[CONSOLE].canaries = Canaries(config, store, app[INGESTOR], app[METRICS], schedules)
     yield
