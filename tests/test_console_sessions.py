@@ -185,3 +185,32 @@ async def test_a_disabled_account_loses_its_session(
     assert (await client.get(SESSION, headers=person)).status == 401
     resp = await client.post(SESSION, json={"account": DRAFTER, "password": password(DRAFTER)})
     assert resp.status == 401
+
+
+async def test_an_admin_sees_accounts_and_ends_a_lockout(client: Client) -> None:
+    store = client.app[STORE]
+    for _ in range(5):
+        await client.post(SESSION, json={"account": APPROVER, "password": "guess-guess"})
+    assert await store.locked_ms(APPROVER) > 0
+    viewer = await login(client, "changji-viewer")
+    refused = await client.get("/api/v1/accounts", headers=viewer)
+    assert (refused.status, (await refused.json())["code"]) == (403, "role-required")
+    admin = await login(client, "changji-admin")
+    listed = await (await client.get("/api/v1/accounts", headers=admin)).json()
+    row = next(a for a in listed["accounts"] if a["id"] == APPROVER)
+    assert row["locked_s"] > 0
+    assert "password" not in row
+    assert not any("scrypt" in str(a) for a in listed["accounts"])
+    page = await client.get("/console/accounts", headers={"Cookie": admin["Cookie"]})
+    assert "Unlock" in await page.text()  # the admin reads English (accounts.yaml)
+    done = await client.post(
+        f"/console/accounts/{APPROVER}/unlock",
+        data={"csrf": admin["X-CSRF-Token"]},
+        headers={"Cookie": admin["Cookie"]},
+        allow_redirects=False,
+    )
+    assert done.status == 303
+    assert await store.locked_ms(APPROVER) == 0
+    unlocked = next(e for e in await store.audit(5) if e.get("event") == "unlock")
+    assert (unlocked["account"], unlocked["by"]) == (APPROVER, "changji-admin")
+    assert (await login(client, APPROVER))["X-CSRF-Token"]

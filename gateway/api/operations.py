@@ -761,6 +761,27 @@ OPERATIONS: tuple[Operation, ...] = (
             CSRF,
         ),
     ),
+    Operation(
+        "get",
+        "/api/v1/accounts",
+        "listAccounts",
+        "people",
+        "Admins: the accounts of your jurisdiction and their lockouts",
+        PERSON,
+        (Answer(200, "the accounts, never their password hashes", person.AccountsAnswer),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",), 403: ("role-required",)}),
+    ),
+    Operation(
+        "post",
+        "/api/v1/accounts/{account}/unlock",
+        "unlockAccount",
+        "people",
+        "Admins: end an account's lockout after failed logins",
+        PERSON,
+        (Answer(200, "unlocked", {"type": "object"}),),
+        merge(SESSION_PROBLEMS, {403: ("role-required",), 404: ("account-not-found",)}),
+        (Param("account", "path", {"type": "string"}, "an account's id", True), CSRF),
+    ),
     # -- health ---------------------------------------------------------------------------
     Operation(
         "get",

@@ -31,8 +31,10 @@ from gateway.ingest import links
 from gateway.jsonbody import fields_of, read_json
 from gateway.keys import CONFIG, CONSOLE, INGESTOR, METRICS, STORE
 from gateway.models import AlertRecord, AlertState
+from gateway.store import now_ms
 
 __all__ = [
+    "AccountsAnswer",
     "Approvals",
     "CanaryAnswer",
     "Decided",
@@ -376,3 +378,65 @@ async def run_canary(request: web.Request) -> web.Response:
         raise NotFound("no scheduled test is configured", code="schedule-not-found")
     alert = await found.run_now(request.match_info["schedule"], session.person)
     return json_response({"alert": alert, "links": links(alert)}, 202)
+
+
+# -- accounts (admins) --------------------------------------------------------------------
+
+
+class AccountsAnswer(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    accounts: list[dict[str, Any]] = Field(
+        description="id, name, roles, jurisdiction, agency, disabled, locked_s (never a hash)"
+    )
+
+
+def admin_of(session: Session) -> Session:
+    if not session.account.has(Role.ADMIN):
+        raise Forbidden("this needs the admin role", code="role-required", extra={"role": "admin"})
+    return session
+
+
+async def account_rows(request: web.Request, session: Session) -> list[dict[str, Any]]:
+    """The accounts whose jurisdiction overlaps the admin's, with their lockout."""
+    store = request.app[STORE]
+    out = []
+    for a in request.app[CONSOLE].book.all():
+        if not a.overlaps(session.account.jurisdiction):
+            continue
+        out.append(
+            {
+                "id": a.id,
+                "name": a.name,
+                "roles": [r.value for r in a.roles],
+                "jurisdiction": a.jurisdiction,
+                "agency": a.agency,
+                "disabled": a.disabled,
+                "locked_s": (await store.locked_ms(a.id)) // 1000,
+            }
+        )
+    return out
+
+
+@routes.get("/api/v1/accounts")
+async def accounts(request: web.Request) -> web.Response:
+    session = admin_of(await session_of(request))
+    return json_response({"accounts": await account_rows(request, session)})
+
+
+async def unlock_account(request: web.Request, session: Session, account: str) -> None:
+    """End a lockout (audited). Passwords, roles and disabling stay with the CLI."""
+    found = request.app[CONSOLE].book.get(account)
+    if found is None or not found.overlaps(session.account.jurisdiction):
+        raise NotFound(f"no account {account!r}", code="account-not-found")
+    await request.app[STORE].unlock(account)
+    await request.app[STORE].audit_event(
+        {"event": "unlock", "account": account, "by": session.account.id, "at": str(now_ms())}
+    )
+
+
+@routes.post("/api/v1/accounts/{account}/unlock")
+async def unlock(request: web.Request) -> web.Response:
+    session = admin_of(await session_of(request))
+    await unlock_account(request, session, request.match_info["account"])
+    return json_response({"account": request.match_info["account"], "locked_s": 0})

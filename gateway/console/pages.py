@@ -573,3 +573,28 @@ async def run_test(request: web.Request) -> web.Response:
             error=exc.as_problem(),
         )
     raise web.HTTPSeeOther("/console/tests")
+
+
+# -- accounts (admins) -----------------------------------------------------------------
+
+
+@routes.get("/console/accounts")
+async def accounts_page(request: web.Request) -> web.Response:
+    session = await _page_session(request)
+    if not session.account.has(Role.ADMIN):
+        return _html(request, "missing.html", 403, session=session)
+    rows = await api.account_rows(request, session)
+    return _html(request, "accounts.html", session=session, accounts=rows)
+
+
+@routes.post("/console/accounts/{account}/unlock")
+async def unlock_form(request: web.Request) -> web.Response:
+    session = await _page_session(request)
+    form = await _form(request)
+    await session_of(request, str(form.get("csrf", "")))
+    try:
+        api.admin_of(session)
+        await api.unlock_account(request, session, request.match_info["account"])
+    except ProblemError:
+        return _html(request, "missing.html", 403, session=session)
+    raise web.HTTPSeeOther("/console/accounts")
