@@ -31,6 +31,7 @@ from gateway.aio import Deadline, LoopHealth, Loops, sleep_or_stop, stop_tasks
 from gateway.api import all_routes, health, problem_middleware
 from gateway.callbacks import ReceiptDesk
 from gateway.config import Config
+from gateway.console import web as console
 from gateway.dispatch import Sender, build_adapters
 from gateway.endpoints import EndpointHub
 from gateway.endpoints.keyring import KeyRing
@@ -169,6 +170,8 @@ def create_app(
             app.cleanup_ctx.append(_workers_ctx(n_workers))
     if routes:
         app.add_routes(all_routes())
+        if s.console.enabled:
+            console.setup(app, background=background)
     return app
 
 

@@ -78,6 +78,9 @@ class Agency(_Principal):
     # Hazard catalogue ids this agency may warn about; "*" for any.
     hazards: list[str] = Field(min_length=1)
     statuses: list[Status] = [Status.ACTUAL]
+    # Its API posts are released without a second person even where the policy asks
+    # for approval (a national feed, a bureau's own system); audited as auto-release.
+    auto_release: bool = False
 
     def may_warn(self, hazard: str) -> bool:
         return "*" in self.hazards or hazard in self.hazards

@@ -132,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("demo", help="serve the sample county and walk through an alert's life")
     _server_args(p)
+
+    from gateway.console import cli as console_cli
+
+    console_cli.add_parser(sub)
     return parser
 
 
@@ -161,6 +165,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from gateway.endpoints.cli import cmd_device_config
 
             return cmd_device_config(args)
+        if args.command == "account":
+            from gateway.console import cli as console_cli
+
+            return console_cli.run(args)
         if args.command == "simulate":
             from gateway.sim.cli import run_simulate
 
@@ -204,6 +212,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from gateway.app import serve
 
     config = load_config(args.config, **_overrides(args))
+    if config.settings.console.enabled:
+        from gateway.console.web import check_files
+
+        check_files(config)  # a bad accounts, quick or canaries file stops the start
     logging.getLogger().setLevel(config.settings.log_level)
     asyncio.run(serve(config))
     return 0
@@ -239,6 +251,10 @@ def cmd_check_config(directory: Path | None) -> int:
         f" endpoints {len(d.endpoints)}, recipients {d.recipient_count()}, groups {len(d.groups)}"
     )
     print(f"  {_households_line(d)}")
+    from gateway.console.web import check_files
+
+    accounts, quick, schedules = check_files(config)
+    print(f"  console accounts {accounts}, quick templates {quick}, scheduled tests {schedules}")
     return 0
 
 

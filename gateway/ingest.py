@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -25,6 +26,7 @@ from gateway import codes
 from gateway.auth import Agency, Principal
 from gateway.cap import CapNote, capped, decode, to_alert
 from gateway.config import Config
+from gateway.console.approval import intake
 from gateway.directory import circle_geometry, polygon_geometry
 from gateway.errors import Conflict, FieldError, Forbidden, Unprocessable
 from gateway.models import (
@@ -153,7 +155,12 @@ class Ingestor:
         *,
         remote: str = "",
         now: datetime | None = None,
+        drafted_by: str | None = None,
+        check: Callable[[AlertRecord], None] | None = None,
     ) -> Accepted:
+        """`drafted_by`: the console account that wrote it for `principal` (the agency
+        of the account), None for the agency's own API post; `check` raises a problem
+        for what that person may not post (their jurisdiction), before anything is stored."""
         if not isinstance(principal, Agency):
             raise Forbidden("duty operators may read but not post alerts", code="not-an-agency")
         received = now or datetime.now(UTC)
@@ -165,7 +172,11 @@ class Ingestor:
                 )
         else:
             prepared = self.prepare(principal, body, content_type, received)
-        record, alert = prepared.record, prepared.record.alert
+        if check is not None:
+            check(prepared.record)
+        # Nothing is planned before approval where the policy asks for it.
+        record = intake(self.config, prepared.record, principal, drafted_by)
+        alert = record.alert
         audit = {
             "event": "posted",
             "id": record.id,
@@ -179,7 +190,11 @@ class Ingestor:
             "format": prepared.format,
             "remote": remote,
             "at": int(received.timestamp() * 1000),
+            "by": drafted_by or principal.id,
+            "state": record.state.value,
         }
+        if record.approval and record.approval.get("decision") == "auto-release":
+            audit["approval"] = "auto-release"
         assert self.store is not None, "an Ingestor without a store can only check"
         outcome = await self.store.accept(
             record, prepared.refs, audit, needs_known_reference=prepared.needs_known_reference
@@ -467,12 +482,23 @@ class Ingestor:
             raise _unknown_area(outcome.unknown_refs)
         if outcome.kind == "status-mismatch":
             raise _status_mismatch(record.alert, outcome.mismatched)
+        if outcome.kind == "not-released":
+            raise Conflict(
+                "references alerts that were never sent ("
+                + ", ".join(f"{ref}: {state}" for ref, state in outcome.mismatched)
+                + "): one waiting for approval is rejected, not updated or cancelled",
+                code="reference-not-released",
+                extra={"references": [{"id": r, "state": st} for r, st in outcome.mismatched]},
+            )
         body: dict[str, Any] = {
             "id": record.id,
             "status": "accepted" if outcome.kind == "new" else "duplicate",
             "links": links(record.id),
         }
         if outcome.kind == "new":
+            cancel = record.alert.msgType is MsgType.CANCEL
+            held = record.state is AlertState.PENDING
+            body["state"] = (AlertState.CANCELLED if cancel and not held else record.state).value
             body["level"] = record.level.value
             body["hazards"] = record.hazards
             body["msgType"] = record.alert.msgType.value

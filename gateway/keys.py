@@ -11,6 +11,7 @@ if TYPE_CHECKING:
     from gateway.aio import Deadline, Loops
     from gateway.callbacks import ReceiptDesk
     from gateway.config import Config
+    from gateway.console.web import Console
     from gateway.endpoints import EndpointHub
     from gateway.ingest import Ingestor
     from gateway.metrics import Metrics
@@ -19,6 +20,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "CONFIG",
+    "CONSOLE",
     "DEADLINE",
     "DESK",
     "HTTP",
@@ -40,6 +42,8 @@ RENDERER: web.AppKey[Renderer] = web.AppKey("renderer")
 HUB: web.AppKey[EndpointHub] = web.AppKey("endpoint-hub")
 HTTP: web.AppKey[ClientSession] = web.AppKey("http-client")
 DESK: web.AppKey[ReceiptDesk] = web.AppKey("receipt-desk")
+# The duty desk in the browser: accounts, sessions, the approval flow (gateway/console).
+CONSOLE: web.AppKey[Console] = web.AppKey("console")
 # The process: when a stop must be done, and the health of its background loops.
 DEADLINE: web.AppKey[Deadline] = web.AppKey("shutdown-deadline")
 LOOPS: web.AppKey[Loops] = web.AppKey("loop-health")

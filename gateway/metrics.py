@@ -334,6 +334,52 @@ class Metrics:
             ["county"],
             registry=r,
         )
+        # -- scheduled tests (canaries.yaml; gateway/console/canary.py) ------------------
+        # Each process shows the runs as stored in Redis, so every instance agrees.
+        self.canary_runs = Counter(
+            "warngate_canary_runs_total",
+            "Scheduled test runs finished by this process, by schedule and result (ok, failed).",
+            ["schedule", "result"],
+            registry=r,
+        )
+        self.canary_success = Gauge(
+            "warngate_canary_last_success",
+            "1 when the last finished run of a scheduled test reached every canary receiver.",
+            ["schedule"],
+            registry=r,
+        )
+        self.canary_channel_ok = Gauge(
+            "warngate_canary_channel_ok",
+            "1 when every canary receiver of the channel confirmed in the last run, else 0.",
+            ["schedule", "channel"],
+            registry=r,
+        )
+        self.canary_latency = Gauge(
+            "warngate_canary_latency_seconds",
+            "End-to-end latency of the last run per channel: acceptance to the slowest"
+            " canary's confirmation.",
+            ["schedule", "channel"],
+            registry=r,
+        )
+        self.canary_last_run = Gauge(
+            "warngate_canary_last_run_timestamp_seconds",
+            "When the last run of a scheduled test started (Unix time).",
+            ["schedule"],
+            registry=r,
+        )
+        self.canary_slot = Gauge(
+            "warngate_canary_slot_timestamp_seconds",
+            "When the latest scheduled run of a test was due (Unix time): later than its last"
+            " run by more than a few minutes, that run was missed.",
+            ["schedule"],
+            registry=r,
+        )
+        self.canary_next_run = Gauge(
+            "warngate_canary_next_run_timestamp_seconds",
+            "When the next run of a scheduled test is due (Unix time).",
+            ["schedule"],
+            registry=r,
+        )
         # The process's background loops (gateway/aio.py: LoopHealth).
         self.loop_failing = Gauge(
             "warngate_loop_failing",

@@ -31,6 +31,8 @@ from pydantic import (
 
 __all__ = [
     "MAX_RADIUS_KM",
+    "TRANSITIONS",
+    "UNRELEASED",
     "Alert",
     "AlertRecord",
     "AlertState",
@@ -49,6 +51,7 @@ __all__ = [
     "Scope",
     "Severity",
     "Status",
+    "Transition",
     "Urgency",
     "clip",
     "format_cap_time",
@@ -200,10 +203,44 @@ class ProviderConfig(BaseModel):
 
 
 class AlertState(StrEnum):
+    """The life of an alert version; `TRANSITIONS` says how it moves between them."""
+
+    PENDING = "pending-approval"  # stored, waiting for a second person: nothing planned
     ACTIVE = "active"
     UPDATED = "updated"
     CANCELLED = "cancelled"
     EXPIRED = "expired"
+    REJECTED = "rejected"  # sent back by an approver with a reason; never sent
+
+
+class Transition(StrEnum):
+    """What moves an alert version from one state to another, audited by this name."""
+
+    APPROVE = "approve"  # a second person, an approver of the jurisdiction, releases it
+    EMERGENCY_RELEASE = "emergency-release"  # its drafter alone: where configured, time-boxed
+    REJECT = "reject"  # an approver sends it back to the drafter, with a reason
+    SUPERSEDE = "supersede"  # a later Update of the same warning replaced it
+    CANCEL = "cancel"  # a Cancel lifted it (解除)
+    EXPIRE = "expire"  # its expiry passed (waiting for approval: it was never sent)
+
+
+# Every allowed move: transition → (states it may start from, state it leads to). The
+# store's Lua scripts are generated from this table (gateway/store/alerts.py), so the
+# rules live here only and are applied atomically; every other move is refused. A
+# released Cancel message is itself `cancelled` (it is the lifting), not `active`.
+TRANSITIONS: dict[Transition, tuple[tuple[AlertState, ...], AlertState]] = {
+    Transition.APPROVE: ((AlertState.PENDING,), AlertState.ACTIVE),
+    Transition.EMERGENCY_RELEASE: ((AlertState.PENDING,), AlertState.ACTIVE),
+    Transition.REJECT: ((AlertState.PENDING,), AlertState.REJECTED),
+    Transition.SUPERSEDE: ((AlertState.ACTIVE,), AlertState.UPDATED),
+    Transition.CANCEL: (
+        (AlertState.ACTIVE, AlertState.UPDATED, AlertState.EXPIRED),
+        AlertState.CANCELLED,
+    ),
+    Transition.EXPIRE: ((AlertState.ACTIVE, AlertState.PENDING), AlertState.EXPIRED),
+}
+# States of versions that were never released: nothing may reference them.
+UNRELEASED = (AlertState.PENDING, AlertState.REJECTED)
 
 
 # --- CAP value checks ---------------------------------------------------------------
@@ -592,6 +629,8 @@ class AlertRecord(BaseModel):
     cancelled_by: str | None = None
     unknown_references: list[str] = []
     expires: datetime
+    # Who drafted, approved, rejected or released it alone, and why (gateway/console/approval.py).
+    approval: dict[str, Any] | None = None
 
     @property
     def exercise(self) -> bool:

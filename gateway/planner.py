@@ -24,7 +24,7 @@ from gateway.config import Config
 from gateway.errors import RenderError
 from gateway.escalation import Prediction, predict_unit, steps_for_prediction
 from gateway.metrics import Metrics
-from gateway.models import AlertRecord, AlertState, Channel, Level, MsgType
+from gateway.models import UNRELEASED, AlertRecord, AlertState, Channel, Level, MsgType
 from gateway.plan import PULL_CHANNELS, PUSH_CHANNELS, Kind, Plan, plan_alert, target_units
 from gateway.render import Context, Rendered, Renderer
 from gateway.store import Batch, Publish, ReceiptUpdate, Store
@@ -90,6 +90,11 @@ class Planner:
         started = time.perf_counter()
         record = await self.store.get_alert(alert)
         if record is None or await self.store.plan_done(alert):
+            return None
+        if (
+            record.state in UNRELEASED
+        ):  # never queued while so; not marked done (it may be released)
+            log.error("not planning %s: it is %s", alert, record.state.value)
             return None
         ttl = self._ttl(record)
         if record.alert.msgType is not MsgType.CANCEL and record.state is not AlertState.ACTIVE:
@@ -211,6 +216,19 @@ class Planner:
                     if e.kind.value == Channel.LOUDSPEAKER.value
                 )
         return 0
+
+    async def preview_inputs(
+        self, record: AlertRecord, when: datetime
+    ) -> tuple[dict[str, Prediction], dict[Channel, frozenset[str]], AlertRecord | None, set[str]]:
+        """What planning `record` would start from, without planning it (the console's
+        previews): predicted coverage per unit, who had earlier versions, the latest of
+        those, and the endpoints counted as healthy."""
+        agency = self.config.registry.agencies.get(record.agency)
+        predictions: dict[str, Prediction] = {}
+        if agency is not None and record.alert.msgType is not MsgType.CANCEL:
+            predictions, _ = await self._predicted_steps(record, agency, when)
+        reached, previous = await self._earlier_versions(record)
+        return predictions, reached, previous, await self._healthy()
 
     async def _predicted_steps(
         self, record: AlertRecord, agency: Any, when: datetime

@@ -21,10 +21,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gateway import codes
 from gateway.directory import Channel, Directory
 from gateway.errors import ConfigError
-from gateway.models import Level
+from gateway.models import Level, MsgType
 from gateway.settings import read_yaml
 
-__all__ = ["CoverageModel", "Policy", "QuietHours", "Rule", "Targets", "UnitPolicy"]
+__all__ = ["Approval", "CoverageModel", "Policy", "QuietHours", "Rule", "Targets", "UnitPolicy"]
 
 ALL_CHANNELS = list(Channel)
 # What an escalation step may add: another channel, or the loudspeaker playing again.
@@ -98,6 +98,18 @@ class CoverageModel(_M):
         }
 
 
+class Approval(_M):
+    """Which alerts wait for a second person before anything is sent (docs/console.md)."""
+
+    # Actual alerts at these levels and of these message types need an approver's
+    # release (an Update by the level it changes to; a Cancel by default goes at once).
+    levels: list[Level] = [Level.RED, Level.ORANGE]
+    msg_types: list[MsgType] = [MsgType.ALERT, MsgType.UPDATE]
+    # More than 0: a drafter may release alone, in an emergency, an alert that expires
+    # within this many minutes (audited, flagged, reviewed afterwards); 0: never.
+    emergency_release_minutes: int = Field(default=0, ge=0, le=24 * 60)
+
+
 class Rule(_M):
     area: str
     timezone: str | None = Field(default=None, pattern=r"^[+-]\d\d:\d\d$")
@@ -109,6 +121,7 @@ class Rule(_M):
     # Channels added, in order, when a unit is (or is predicted to be) below target.
     escalation: list[str] | None = None
     coverage: CoverageModel | None = None
+    approval: Approval | None = None
 
     @field_validator("area")
     @classmethod
@@ -134,6 +147,7 @@ class UnitPolicy(_M):
     targets: Targets = Targets()
     escalation: list[str] = ["messenger", "loudspeaker_repeat", "sms_officials"]
     coverage: CoverageModel = CoverageModel()
+    approval: Approval = Approval()
 
     def tz(self) -> dt_timezone:
         sign = -1 if self.timezone.startswith("-") else 1

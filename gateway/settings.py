@@ -31,6 +31,7 @@ from gateway.models import Channel, ProviderConfig
 __all__ = [
     "BreakerSettings",
     "ChannelRoute",
+    "ConsoleSettings",
     "DispatchSettings",
     "EndpointSettings",
     "IngestLimits",
@@ -311,6 +312,30 @@ class RetentionSettings(_Section):
         return self
 
 
+class ConsoleSettings(_Section):
+    """The duty desk in the browser (`/console/`, docs/console.md): accounts, sessions."""
+
+    enabled: bool = True
+    # Operator accounts (`warngate account`); default: accounts.yaml of the config directory.
+    accounts_file: Path | None = None
+    # A session ends after this long without a request, and in any case after max_s.
+    idle_s: float = Field(default=900.0, ge=30, le=86_400)
+    max_s: float = Field(default=12 * 3600.0, ge=60, le=7 * 86_400)
+    # This many failed logins of one account within window_s lock it for lockout_s.
+    lockout_failures: int = Field(default=5, ge=1, le=100)
+    lockout_window_s: float = Field(default=900.0, gt=0)
+    lockout_s: float = Field(default=900.0, gt=0)
+    # Session cookies carry Secure: "auto" when the request came over TLS (or a proxy
+    # said so in X-Forwarded-Proto), "always", or "never".
+    secure_cookies: str = Field(default="auto", pattern=r"^(auto|always|never)$")
+    # The watch page's server-sent events: one snapshot at most this often.
+    watch_every_s: float = Field(default=2.0, ge=0.2, le=60)
+    # Scheduled tests (canaries.yaml): how often schedules are checked, and how long a
+    # run waits for every canary receipt before it counts as failed.
+    canary_check_s: float = Field(default=30.0, gt=0)
+    canary_timeout_s: float = Field(default=600.0, gt=0)
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="WARNGATE_",
@@ -332,6 +357,7 @@ class Settings(BaseSettings):
     coverage: CoverageSettings = CoverageSettings()
     retention: RetentionSettings = RetentionSettings()
     process: ProcessSettings = ProcessSettings()
+    console: ConsoleSettings = ConsoleSettings()
     templates_dir: Path = Field(default_factory=_default_templates)
     providers: dict[str, ProviderConfig] = {}
     channels: dict[Channel, ChannelRoute] = {}

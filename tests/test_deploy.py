@@ -260,6 +260,13 @@ async def test_wheel_installed_outside_the_checkout_serves(
                 alert = (await resp.json())["id"]
             async with http.get(f"{base}/api/v1/alerts/{alert}", headers=A.auth(A.OPERATOR)) as r:
                 assert r.status == 200
+            # The console from the installed package: its pages, static assets, accounts.
+            for path in ("/console/login", "/console/static/console.js"):
+                async with http.get(base + path) as r:
+                    assert r.status == 200, path
+            login = {"account": "changji-viewer", "password": "wgdemo-changji-viewer"}
+            async with http.post(f"{base}/api/v1/session", json=login) as r:
+                assert r.status == 200, await r.text()
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 15) == 0
     finally:

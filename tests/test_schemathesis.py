@@ -82,6 +82,10 @@ ALERT_IDS = [alert_id(sender, ident) for ident, (sender, _, _) in ALERTS.items()
 RELAY_CODE = relay_code(Settings().secret.get_secret_value(), ALERT_IDS[0], UNIT)
 KEYS = {"agencyKey": A.MET, "operatorKey": A.OPERATOR}
 PROVIDERS = ["sms-main", "push"]
+# Sessions of sample accounts (config/accounts.yaml), made when the gateway is served:
+# "main" for the person routes, "logout" for the one that ends its own session.
+SESSIONS: dict[str, tuple[str, str]] = {}  # name → (cookie token, CSRF token)
+PERSONS = {"main": "changji-chief", "logout": "changji-viewer"}
 
 
 @dataclass
@@ -217,7 +221,16 @@ def served(sample_config_cached: Config) -> Iterator[Served]:
                 for name, p in gw.config.settings.providers.items()
                 if p.callback_token is not None
             }
-            yield Served(f"http://127.0.0.1:{gw.client.port}", tokens)
+            base_url = f"http://127.0.0.1:{gw.client.port}"
+            for name, account in PERSONS.items():
+                login = requests.post(
+                    base_url + "/api/v1/session",
+                    json={"account": account, "password": f"wgdemo-{account}"},
+                    timeout=10,
+                )
+                assert login.status_code == 200, login.text
+                SESSIONS[name] = (login.cookies["wgsession"], login.json()["csrf_token"])
+            yield Served(base_url, tokens)
         finally:
             for label, seen in sorted(SEEN.items()):
                 print(f"{label}: {sum(seen.values())} calls: {dict(sorted(seen.items()))}")
@@ -329,7 +342,12 @@ class Credentials:
         names = [name for alt in security for name in alt]
         params = case.path_parameters or {}
         headers = case.headers if case.headers is not None else {}
-        if "deviceToken" in names:
+        if "sessionCookie" in names:
+            which = "logout" if case.operation.label == "DELETE /api/v1/session" else "main"
+            token, csrf = SESSIONS.get(which, ("", ""))  # none yet at collection
+            headers["Cookie"] = f"wgsession={token}"
+            headers["X-CSRF-Token"] = csrf
+        elif "deviceToken" in names:
             headers["Authorization"] = f"Bearer {device_token(str(params.get('id', '')))}"
         elif "callbackToken" in names:
             headers["X-Callback-Token"] = data.get(str(params.get("provider")), "not-a-token")

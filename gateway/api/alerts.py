@@ -136,6 +136,7 @@ async def get_alert(request: web.Request) -> web.Response:
             "superseded_by": record.superseded_by,
             "cancelled_by": record.cancelled_by,
             "unknown_references": record.unknown_references,
+            "approval": record.approval or {},
             "alert": record.alert.to_cap_dict(),
         }
     )

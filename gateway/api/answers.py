@@ -75,6 +75,11 @@ class Posted(_Answer):
     id: str
     status: Literal["accepted", "duplicate"]
     links: Links
+    state: AlertState | None = Field(
+        default=None,
+        description="a new alert's state: `pending-approval` while it waits for a second"
+        " person (nothing is sent before), else `active` (`cancelled` for a Cancel)",
+    )
     level: Level | None = None
     hazards: list[str] | None = None
     msgType: MsgType | None = None
@@ -113,6 +118,11 @@ class AlertDetail(AlertSummary):
     superseded_by: str | None
     cancelled_by: str | None
     unknown_references: list[str]
+    approval: dict[str, Any] = Field(
+        default_factory=dict,
+        description="who drafted, approved, rejected (and why) or released it alone"
+        " (docs/console.md); empty when no person was involved",
+    )
     alert: dict[str, Any] = Field(description="the CAP alert in its JSON form")
 
 

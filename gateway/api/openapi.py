@@ -67,6 +67,14 @@ SECURITY_SCHEMES: dict[str, dict[str, Any]] = {
         "description": "A loudspeaker's or screen's own token (`endpoints.csv` holds its"
         " hash), valid only on the routes of its own `{id}`.",
     },
+    "sessionCookie": {
+        "type": "apiKey",
+        "in": "cookie",
+        "name": "wgsession",
+        "description": "A person's session (`POST /api/v1/session` with an account of"
+        " `accounts.yaml`): the console's people, their roles and jurisdiction. Unsafe"
+        " requests also send the session's `X-CSRF-Token`.",
+    },
     "callbackToken": {
         "type": "apiKey",
         "in": "header",
@@ -82,6 +90,7 @@ TAGS = [
     {"name": "devices", "description": "Loudspeakers and screens (docs/endpoint-protocol.md)"},
     {"name": "providers", "description": "Delivery receipts of SMS and push providers"},
     {"name": "messengers", "description": "Acknowledgements of grid workers' relay tasks"},
+    {"name": "people", "description": "Duty officers: log in, submit, approve (docs/console.md)"},
     {"name": "health", "description": "Health, readiness, metrics and this document"},
 ]
 

@@ -22,6 +22,7 @@ from gateway.api import answers as A
 from gateway.api.coverage import AT_MAX_MINUTES
 from gateway.api.devices import WAIT_RANGE_S
 from gateway.callbacks import ProviderReceipt, RelayAck
+from gateway.console import api as person
 from gateway.endpoints import Heartbeat, Receipt, Receipts
 from gateway.models import Alert, AlertState, Channel
 from gateway.surveys import MessengerSurvey, SurveyBody
@@ -112,6 +113,7 @@ READER = (("agencyKey",), ("operatorKey",))
 AGENCY = (("agencyKey",),)
 DEVICE = (("deviceToken",),)
 PROVIDER = (("callbackToken",),)
+PERSON = (("sessionCookie",),)
 NOBODY: tuple[tuple[str, ...], ...] = ((),)  # no credentials
 
 ALERT_ID = Param(
@@ -195,6 +197,58 @@ EVENT_STREAM = {
 }
 
 
+# What POST /api/v1/alerts (and a drafter's POST /api/v1/submissions) take and answer.
+POST_PROBLEMS: Problems = merge(
+    KEY_PROBLEMS,
+    BODY_PROBLEMS,
+    {
+        400: ("malformed-json", "malformed-xml", "hostile-xml"),
+        403: (
+            "not-an-agency",
+            "sender-not-allowed",
+            "status-not-allowed",
+            "foreign-reference",
+            "hazard-not-allowed",
+            "area-not-allowed",
+        ),
+        409: ("identifier-reused", "reference-not-released"),
+        415: ("unsupported-media-type", "unsupported-encoding"),
+        422: (
+            "not-cap",
+            "invalid-cap",
+            "over-limit",
+            "unacceptable-alert",
+            "unknown-area",
+            "status-mismatch",
+            "nothing-to-cancel",
+        ),
+    },
+)
+POST_BODY = Body(
+    {
+        "application/cap+xml": CAP_XML,
+        "application/xml": CAP_XML,
+        "text/xml": CAP_XML,
+        "application/json": Alert,
+        "application/cap+json": Alert,
+    },
+    "one CAP 1.2 alert, at most `ingest.max_body_bytes` (1 MiB by default); in JSON with"
+    " the CAP element names, a single-element list may be a bare value",
+)
+
+# The person routes (gateway/console/api.py): a session cookie, and on unsafe methods its
+# CSRF token.
+SESSION_PROBLEMS: Problems = merge(
+    STORE_PROBLEMS, {401: ("not-logged-in",), 403: ("csrf-mismatch",)}
+)
+CSRF = Param(
+    "X-CSRF-Token",
+    "header",
+    {"type": "string"},
+    "the session's CSRF token (`csrf_token` of the login's answer)",
+    True,
+)
+
 OPERATIONS: tuple[Operation, ...] = (
     # -- agencies: alerts -------------------------------------------------------------
     Operation(
@@ -218,43 +272,8 @@ OPERATIONS: tuple[Operation, ...] = (
                 headers={"Location": "the alert's URL"},
             ),
         ),
-        merge(
-            KEY_PROBLEMS,
-            BODY_PROBLEMS,
-            {
-                400: ("malformed-json", "malformed-xml", "hostile-xml"),
-                403: (
-                    "not-an-agency",
-                    "sender-not-allowed",
-                    "status-not-allowed",
-                    "foreign-reference",
-                    "hazard-not-allowed",
-                    "area-not-allowed",
-                ),
-                409: ("identifier-reused",),
-                415: ("unsupported-media-type", "unsupported-encoding"),
-                422: (
-                    "not-cap",
-                    "invalid-cap",
-                    "over-limit",
-                    "unacceptable-alert",
-                    "unknown-area",
-                    "status-mismatch",
-                    "nothing-to-cancel",
-                ),
-            },
-        ),
-        body=Body(
-            {
-                "application/cap+xml": CAP_XML,
-                "application/xml": CAP_XML,
-                "text/xml": CAP_XML,
-                "application/json": Alert,
-                "application/cap+json": Alert,
-            },
-            "one CAP 1.2 alert, at most `ingest.max_body_bytes` (1 MiB by default); in JSON with"
-            " the CAP element names, a single-element list may be a bare value",
-        ),
+        POST_PROBLEMS,
+        body=POST_BODY,
         description="The checks run in this order: key (401), body size (413), agency (403),"
         " content type (415), readable (400), CAP 1.2 rules (422), the gateway's rules (422),"
         " the agency's rights (403), then what is stored (202, 200, 409, 422).",
@@ -576,6 +595,257 @@ OPERATIONS: tuple[Operation, ...] = (
             ),
         ),
         Body({"application/json": MessengerSurvey}, "the messenger's phone and the answers"),
+    ),
+    # -- people: sessions and the approval flow (gateway/console/api.py) ----------------
+    Operation(
+        "post",
+        "/api/v1/session",
+        "login",
+        "people",
+        "Log in: a session cookie, and the CSRF token for unsafe requests",
+        NOBODY,
+        (
+            Answer(
+                200,
+                "logged in; the cookie `wgsession` is set (HttpOnly, SameSite=Strict)",
+                person.SessionAnswer,
+                headers={"Set-Cookie": "the session cookie"},
+            ),
+        ),
+        merge(
+            JSON_BODY_PROBLEMS,
+            STORE_PROBLEMS,
+            {401: ("bad-login",), 422: ("invalid-body",), 429: ("account-locked",)},
+        ),
+        body=Body({"application/json": person.Login}, "an account of accounts.yaml; 64 KiB"),
+        description="After `console.lockout_failures` failed logins of an account within"
+        " `console.lockout_window_s`, it is locked for `console.lockout_s` (429 with"
+        " Retry-After). A session ends after `console.idle_s` without a request.",
+    ),
+    Operation(
+        "get",
+        "/api/v1/session",
+        "getSession",
+        "people",
+        "Who is logged in (renews the session)",
+        PERSON,
+        (Answer(200, "the session", person.SessionAnswer),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",)}),
+    ),
+    Operation(
+        "delete",
+        "/api/v1/session",
+        "logout",
+        "people",
+        "Log out: the session ends",
+        PERSON,
+        (Answer(200, "logged out", {"type": "object"}),),
+        SESSION_PROBLEMS,
+        (CSRF,),
+    ),
+    Operation(
+        "post",
+        "/api/v1/submissions",
+        "postSubmission",
+        "people",
+        "A drafter submits an alert, written for the account's agency",
+        PERSON,
+        (
+            Answer(
+                202,
+                "stored; `state` is `pending-approval` where a second person must release it",
+                A.Posted,
+                headers={"Location": "the alert's URL"},
+            ),
+            Answer(
+                200,
+                "the same alert was submitted before",
+                A.Posted,
+                headers={"Location": "the alert's URL"},
+            ),
+        ),
+        merge(
+            {status: c for status, c in POST_PROBLEMS.items() if status != 401},
+            SESSION_PROBLEMS,
+            {403: ("role-required", "outside-jurisdiction")},
+        ),
+        (CSRF,),
+        body=POST_BODY,
+        description="The same checks as `POST /api/v1/alerts`, with the account's agency as"
+        " the poster; the alert must lie in the account's jurisdiction.",
+    ),
+    Operation(
+        "post",
+        "/api/v1/previews",
+        "postPreview",
+        "people",
+        "Preview an alert: every channel × language as it would go out; nothing is sent",
+        (("agencyKey",), ("sessionCookie",)),
+        (
+            Answer(
+                200,
+                "the messages, limit failures, predicted coverage, duplicates",
+                person.PreviewAnswer,
+            ),
+        ),
+        merge(
+            {status: c for status, c in POST_PROBLEMS.items() if status != 409},
+            SESSION_PROBLEMS,
+            QUERY_PROBLEMS,
+            {403: ("role-required",)},
+        ),
+        (
+            Param(
+                "unit",
+                "query",
+                {"type": "string", "pattern": "^[0-9]{2,12}$"},
+                "whose messages to show in full (default: the first unit reached)",
+            ),
+            Param(
+                "X-CSRF-Token",
+                "header",
+                {"type": "string"},
+                "with a session: its CSRF token",
+            ),
+        ),
+        body=POST_BODY,
+        description="What ingest would refuse is answered as for `POST /api/v1/alerts`, and"
+        " the store is not touched (no 409).",
+    ),
+    *(
+        Operation(
+            "post",
+            f"/api/v1/alerts/{{id}}/{verb}",
+            op_id,
+            "people",
+            text,
+            PERSON,
+            (Answer(200, "the alert after the move", person.Decided),),
+            merge(
+                SESSION_PROBLEMS,
+                BODY_PROBLEMS,
+                {
+                    400: ("malformed-json",),
+                    403: ("role-required", *extra403),
+                    404: ("alert-not-found",),
+                    409: extra409,
+                    422: ("invalid-body",),
+                },
+            ),
+            (ALERT_ID, CSRF),
+            Body({"application/json": model}, body_text, verb in ("approve", "review")),
+            description,
+        )
+        for verb, op_id, text, extra403, extra409, model, body_text, description in (
+            (
+                "approve",
+                "approveAlert",
+                "Approve and release an alert waiting for approval (two-person rule)",
+                ("own-approval", "outside-jurisdiction"),
+                ("not-pending", "expired-unreleased"),
+                person.Note,
+                "optional",
+                "By an approver whose jurisdiction holds every unit the alert targets, never"
+                " its drafter (403 `own-approval`). The alert is planned and sent from now.",
+            ),
+            (
+                "reject",
+                "rejectAlert",
+                "Send an alert waiting for approval back to its drafter, with a reason",
+                ("outside-jurisdiction",),
+                ("not-pending", "expired-unreleased"),
+                person.Reason,
+                "the reason the drafter sees",
+                "Nothing of it is ever sent; the drafter edits and submits it again.",
+            ),
+            (
+                "emergency-release",
+                "emergencyRelease",
+                "Release alone, in an emergency, where the policy allows it",
+                (
+                    "outside-jurisdiction",
+                    "emergency-release-not-allowed",
+                    "emergency-window-exceeded",
+                ),
+                ("not-pending", "expired-unreleased"),
+                person.Reason,
+                "why no second person could approve it (audited)",
+                "Only where `policy.yaml` `approval.emergency_release_minutes` is above 0, for"
+                " an alert that expires within it; flagged until an approver reviews it.",
+            ),
+            (
+                "review",
+                "reviewRelease",
+                "Review an emergency release afterwards (a second person, once)",
+                ("own-review",),
+                ("not-emergency-release", "already-reviewed"),
+                person.Note,
+                "optional: what the review found",
+                "",
+            ),
+        )
+    ),
+    Operation(
+        "get",
+        "/api/v1/approvals",
+        "listApprovals",
+        "people",
+        "What waits for a second person in your jurisdiction",
+        PERSON,
+        (Answer(200, "pending approvals and emergency releases due review", person.Approvals),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",)}),
+    ),
+    Operation(
+        "get",
+        "/api/v1/canaries",
+        "listCanaries",
+        "people",
+        "Scheduled tests of your jurisdiction and their recent runs",
+        PERSON,
+        (Answer(200, "schedules and runs", person.CanaryAnswer),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",)}),
+    ),
+    Operation(
+        "post",
+        "/api/v1/canaries/{schedule}/run",
+        "runCanary",
+        "people",
+        "Run a scheduled test now (a Test alert to its canary receivers)",
+        PERSON,
+        (Answer(202, "started; its receipts are checked until the timeout", {"type": "object"}),),
+        merge(
+            SESSION_PROBLEMS,
+            {
+                403: ("role-required", "outside-jurisdiction"),
+                404: ("schedule-not-found",),
+                409: ("test-running",),
+            },
+        ),
+        (
+            Param("schedule", "path", {"type": "string"}, "a schedule's id (canaries.yaml)", True),
+            CSRF,
+        ),
+    ),
+    Operation(
+        "get",
+        "/api/v1/accounts",
+        "listAccounts",
+        "people",
+        "Admins: the accounts of your jurisdiction and their lockouts",
+        PERSON,
+        (Answer(200, "the accounts, never their password hashes", person.AccountsAnswer),),
+        merge(STORE_PROBLEMS, {401: ("not-logged-in",), 403: ("role-required",)}),
+    ),
+    Operation(
+        "post",
+        "/api/v1/accounts/{account}/unlock",
+        "unlockAccount",
+        "people",
+        "Admins: end an account's lockout after failed logins",
+        PERSON,
+        (Answer(200, "unlocked", {"type": "object"}),),
+        merge(SESSION_PROBLEMS, {403: ("role-required",), 404: ("account-not-found",)}),
+        (Param("account", "path", {"type": "string"}, "an account's id", True), CSRF),
     ),
     # -- health ---------------------------------------------------------------------------
     Operation(

@@ -2,6 +2,7 @@
 
 from gateway.store.alerts import AcceptOutcome, AlertStore, alert_id
 from gateway.store.base import Retention, now_ms
+from gateway.store.console import ConsoleStore
 from gateway.store.coverage import CoverageStore
 from gateway.store.deliveries import (
     Batch,
@@ -30,5 +31,5 @@ __all__ = [
 ]
 
 
-class Store(AlertStore, DeliveryStore, UnitStore, CoverageStore):
+class Store(AlertStore, DeliveryStore, UnitStore, CoverageStore, ConsoleStore):
     """Typed access to everything warngate keeps in Redis."""

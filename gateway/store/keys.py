@@ -6,6 +6,8 @@ Alerts
     p:alert:{id}              hash    record JSON, hash, state, links, state_at
     p:alerts                  zset    every accepted alert, by acceptance time (ms)
     p:live                    zset    alerts in state `active`, by expiry time (ms)
+    p:pending                 zset    alerts waiting for approval, by expiry time (ms)
+    p:review                  zset    emergency releases not yet reviewed, by release (ms)
     p:q:plan:{hi|lo}          stream  accepted alerts waiting for planning
     p:events                  stream  lifecycle changes (capped)
     p:audit                   stream  append-only: posts and state changes
@@ -45,6 +47,12 @@ Coverage (definition v2)
     p:covsum:{alert}          string  JSON: the alert's figures kept after per-recipient data
                                       expires: definition, D, C at the deadline and at
                                       the end, time to target … (periodic reports)
+Console (gateway/console/)
+    p:sess:{sha256 of token}  hash    a person's session: account, csrf, created, seen
+    p:lfail:{account}         string  failed logins within the lockout window
+    p:lock:{account}          string  set while the account is locked out
+    p:canary:{schedule}       hash    scheduled test: last slot run, the run in progress
+    p:canruns:{schedule}      list    its last 50 finished runs (JSON), newest first
 Endpoints (loudspeakers and screens)
     p:unit:{unit}             hash    active state: alert id → entry JSON
     p:unitev                  stream  one entry per unit-state change (the cursor space)
@@ -78,6 +86,14 @@ class Keys:
     @property
     def live(self) -> str:
         return self._("live")
+
+    @property
+    def pending(self) -> str:
+        return self._("pending")
+
+    @property
+    def review(self) -> str:
+        return self._("review")
 
     def plan_queue(self, lane: str) -> str:
         return self._("q", "plan", lane)
@@ -151,6 +167,22 @@ class Keys:
 
     def escalations(self, alert: str) -> str:
         return self._("esc", alert)
+
+    # console
+    def session(self, token_hash: str) -> str:
+        return self._("sess", token_hash)
+
+    def login_failures(self, account: str) -> str:
+        return self._("lfail", account)
+
+    def login_lock(self, account: str) -> str:
+        return self._("lock", account)
+
+    def canary(self, schedule: str) -> str:
+        return self._("canary", schedule)
+
+    def canary_runs(self, schedule: str) -> str:
+        return self._("canruns", schedule)
 
     # endpoints
     def unit(self, unit: str) -> str:
