@@ -305,6 +305,9 @@ async def test_the_watch_page_streams_snapshots(gateway: Gateway) -> None:
     snap = orjson.loads(data.removeprefix(b"data: ").split(b"\n")[0])
     assert snap["counts"]["sms"]
     assert {u["unit"] for u in snap["units"]} == set(UNITS)
+    for u in snap["units"]:  # the page names each village in its own language
+        assert u["name"]["zh"] == gateway.config.directory.divisions[u["unit"]].name["zh"]
+    assert snap["definition"] == "warngate-coverage-v2"  # the sample has households
     assert all(c.startswith("#") for c in snap["fill"].values())
 
 

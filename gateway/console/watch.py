@@ -89,8 +89,16 @@ async def snapshot(config: Config, store: Store, record: AlertRecord) -> dict[st
         unit = str(row.get("unit", ""))
         cov = _num(row, "coverage", "estimate", "delivery")
         goal = _num(row, "target")
+        division = config.directory.divisions.get(unit)
+        names = division.name if division is not None else {}
         units.append(
-            {"unit": unit, "coverage": cov, "target": goal, "population": row.get("population")}
+            {
+                "unit": unit,
+                "name": names,  # by language: the page picks its own
+                "coverage": cov,
+                "target": goal,
+                "population": row.get("population"),
+            }
         )
         fill[unit] = coverage_colour(cov, goal)
     reached_at = None

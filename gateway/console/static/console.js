@@ -138,7 +138,9 @@ if (watch && window.EventSource) {
       if (!row && body) {
         row = document.createElement("tr");
         row.dataset.unit = u.unit;
-        [u.name + " " + u.unit, u.population, "", pct(u.target)].forEach(function (value, i) {
+        var lang = (document.documentElement.lang || "zh").slice(0, 2);
+        var name = (u.name && (u.name[lang] || u.name.zh)) || "";
+        [(name + " " + u.unit).trim(), u.population, "", pct(u.target)].forEach(function (value, i) {
           var cell = document.createElement("td");
           cell.textContent = value === null || value === undefined ? "–" : value;
           if (i === 2) { cell.dataset.k = "coverage"; }
